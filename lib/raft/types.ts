@@ -1,0 +1,312 @@
+/**
+ * The data the Raft core consumes and produces. Plain values only: the core
+ * performs no I/O, and everything here can be encoded by the transport and
+ * persisted by the storage. Vocabulary follows the Raft paper and thesis.
+ *
+ * @module
+ */
+
+/** A node's identity in the cluster: 1..2147483647. 0 means "none". */
+export type NodeId = number;
+
+/** The id that stands for "no node" (no vote, no known leader). */
+export const NONE: NodeId = 0;
+
+/** Largest valid node id (PostgreSQL int4). */
+export const NODE_ID_MAX = 2147483647;
+
+/**
+ * What a log entry carries.
+ * - `normal`: opaque application data (empty data = the leader's no-op).
+ * - `conf_change`: `data` is an encoded {@link ConfChange} (see `encodeConfChange`).
+ */
+export type EntryType = "normal" | "conf_change";
+
+/** One log entry. Invariant: index >= 1, term >= 1. */
+export interface Entry {
+  index: number;
+  term: number;
+  type: EntryType;
+  data: Uint8Array;
+}
+
+/** The state Raft requires to be durable before answering any message (§5.1, Figure 2). */
+export interface HardState {
+  /** currentTerm */
+  term: number;
+  /** votedFor in `term`, or NONE */
+  vote: NodeId;
+  /** commitIndex (persisted so a restart does not forget what it applied up to) */
+  commit: number;
+}
+
+/** Cluster membership: voters and non-voting learners; disjoint sets. */
+export interface Membership {
+  voters: NodeId[];
+  learners: NodeId[];
+}
+
+/**
+ * A membership change, one server at a time (thesis §4.1).
+ * - `add_learner`: a new node joins as a non-voting learner.
+ * - `add_voter`: promote a learner (or bootstrap the first members).
+ * - `remove_node`: remove a voter or learner.
+ * `context` is opaque to the core (pgraft puts the node's address and port there).
+ */
+export interface ConfChange {
+  kind: "add_learner" | "add_voter" | "remove_node";
+  nodeId: NodeId;
+  context: string;
+}
+
+/** What describes a snapshot: the last entry it covers and the membership then. */
+export interface SnapshotMeta {
+  index: number;
+  term: number;
+  membership: Membership;
+}
+
+/** A snapshot of the state machine at `meta.index` (`data` is opaque to the core). */
+export interface Snapshot {
+  meta: SnapshotMeta;
+  data: Uint8Array;
+}
+
+/** Hint a follower gives when it rejects an append (fast backtracking, thesis §5.3). */
+export interface RejectHint {
+  /** The follower's last log index (the leader never needs to go beyond it). */
+  lastIndex: number;
+  /** Term of the follower's entry at the rejected prevLogIndex, 0 if it has none there. */
+  conflictTerm: number;
+  /** First index the follower holds for `conflictTerm` (or lastIndex+1 when conflictTerm is 0). */
+  conflictIndex: number;
+}
+
+/** Fields every message carries. */
+interface MessageBase {
+  /** sender's term (for pre-vote requests: the term it would campaign in) */
+  term: number;
+  from: NodeId;
+  to: NodeId;
+}
+
+/** RequestVote (§5.2) or PreVote (thesis §9.6). */
+export interface VoteRequest extends MessageBase {
+  type: "vote_request";
+  preVote: boolean;
+  /** true when sent because of TimeoutNow: voters ignore their leader lease (thesis §3.10). */
+  transfer: boolean;
+  lastLogIndex: number;
+  lastLogTerm: number;
+}
+
+export interface VoteResponse extends MessageBase {
+  type: "vote_response";
+  preVote: boolean;
+  granted: boolean;
+}
+
+/** AppendEntries (§5.3). Carries at most `appendBatchSize` entries. */
+export interface AppendRequest extends MessageBase {
+  type: "append_request";
+  prevLogIndex: number;
+  prevLogTerm: number;
+  entries: Entry[];
+  /** leaderCommit */
+  commit: number;
+}
+
+export interface AppendResponse extends MessageBase {
+  type: "append_response";
+  success: boolean;
+  /** on success: the index of the last entry now known to match the leader's log */
+  matchIndex: number;
+  /** on rejection: where to back up to */
+  hint: RejectHint | null;
+}
+
+/**
+ * Heartbeat: keeps followers from starting elections, advances their commit
+ * (never beyond what they have acknowledged), and confirms leadership for
+ * ReadIndex rounds via `readContext` (thesis §6.4).
+ */
+export interface HeartbeatRequest extends MessageBase {
+  type: "heartbeat_request";
+  commit: number;
+  /** ReadIndex round id echoed by the follower; "" when none. */
+  readContext: string;
+}
+
+export interface HeartbeatResponse extends MessageBase {
+  type: "heartbeat_response";
+  readContext: string;
+}
+
+/** InstallSnapshot (§7). The transport may move `snapshot.data` in chunks. */
+export interface SnapshotRequest extends MessageBase {
+  type: "snapshot_request";
+  snapshot: Snapshot;
+}
+
+/** Leadership transfer: start an election at once (thesis §3.10). */
+export interface TimeoutNow extends MessageBase {
+  type: "timeout_now";
+}
+
+/** Every message between Raft nodes: a union discriminated by `type`. */
+export type Message =
+  | VoteRequest
+  | VoteResponse
+  | AppendRequest
+  | AppendResponse
+  | HeartbeatRequest
+  | HeartbeatResponse
+  | SnapshotRequest
+  | TimeoutNow;
+
+export type MessageType = Message["type"];
+
+export type Role = "follower" | "pre_candidate" | "candidate" | "leader";
+
+/** Volatile state the application shows to people; reported in Ready when it changes. */
+export interface SoftState {
+  role: Role;
+  leaderId: NodeId;
+}
+
+/** A ReadIndex answer: once `applied >= index`, a read for `context` is linearizable. */
+export interface ReadState {
+  context: string;
+  index: number;
+}
+
+/**
+ * What the application must do after a tick/step/propose, in this order:
+ * 1. persist `snapshot` (if any), then `entries` (appending at entries[0].index
+ *    first deletes every stored entry with index >= entries[0].index), then
+ *    `hardState` (if any) — atomically where possible;
+ * 2. send `messages` (only after step 1 committed; see `messagesBeforePersist`);
+ * 3. apply `committedEntries` in order (and a snapshot installed in step 1);
+ * 4. call `advance(ready)`.
+ */
+export interface Ready {
+  softState: SoftState | null;
+  hardState: HardState | null;
+  snapshot: Snapshot | null;
+  entries: Entry[];
+  /**
+   * Messages that may be sent before the entries above are durable: the
+   * leader's appends to followers (thesis §10.2.1, the leader's own write in
+   * parallel). Everything in `messages` must wait for persistence.
+   */
+  messagesBeforePersist: Message[];
+  messages: Message[];
+  committedEntries: Entry[];
+  readStates: ReadState[];
+}
+
+/** Per-follower replication state kept by the leader (etcd's tracker.Progress). */
+export interface Progress {
+  id: NodeId;
+  isLearner: boolean;
+  matchIndex: number;
+  nextIndex: number;
+  /** probe: one append at a time; replicate: pipelined up to the window; snapshot: waiting */
+  state: "probe" | "replicate" | "snapshot";
+  inflight: number;
+  /** heard from within the last election timeout */
+  recentActive: boolean;
+  /** ticks since the leader last heard from this node */
+  lastHeardTicks: number;
+}
+
+/** A read-only view of the node for status displays. */
+export interface Status {
+  id: NodeId;
+  role: Role;
+  term: number;
+  vote: NodeId;
+  leaderId: NodeId;
+  commitIndex: number;
+  appliedIndex: number;
+  lastIndex: number;
+  lastTerm: number;
+  firstIndex: number;
+  snapshotIndex: number;
+  membership: Membership;
+  /** only on the leader: one per member other than itself */
+  progress: Progress[];
+  /** node a leadership transfer is under way to, or NONE */
+  transferTarget: NodeId;
+  /** a conf change is in the log but not yet applied */
+  pendingConfChange: boolean;
+  failoverEnabled: boolean;
+  /** true once this node has applied its own removal */
+  removed: boolean;
+  electionsStarted: number;
+}
+
+/**
+ * Bugs that a test can plant in the core to prove the simulator catches them.
+ * Never set outside tests.
+ */
+export interface PlantedBugs {
+  /** commit by counting replicas of an entry from an older term (violates §5.4.2) */
+  commitOldTermEntries?: boolean;
+  /** grant votes without the log up-to-date check (violates §5.4.1) */
+  voteWithoutLogCheck?: boolean;
+  /** put vote responses in `messagesBeforePersist`, before the vote is durable */
+  answerVoteBeforePersist?: boolean;
+}
+
+/** Everything the core needs besides its persisted state. Times are in ticks. */
+export interface RaftConfig {
+  id: NodeId;
+  /** heartbeat interval in ticks (>= 1) */
+  heartbeatTicks: number;
+  /** election timeout in ticks (> heartbeatTicks) */
+  electionTicks: number;
+  /**
+   * The randomized election timeout is drawn from
+   * [electionTicks, electionTicks + electionJitterTicks). Default electionTicks.
+   */
+  electionJitterTicks?: number;
+  /** entries per append message (append_batch_size) */
+  appendBatchSize: number;
+  /** append messages in flight per follower before waiting for acknowledgements */
+  maxInflight: number;
+  /** applied entries since the last snapshot after which `snapshotDue()` answers true */
+  snapshotThreshold: number;
+  /** pre-vote (thesis §9.6); default true */
+  preVote?: boolean;
+  /** check-quorum and leader lease (thesis §6.2); default true */
+  checkQuorum?: boolean;
+  /** the leader promotes a learner to voter once it has caught up; default true */
+  autoPromoteLearners?: boolean;
+  /** failover_enabled (see DESIGN.md); default true */
+  failoverEnabled?: boolean;
+  /** seeded generator, returns an integer in [0, n) — the only source of randomness */
+  randomInt: (n: number) => number;
+  plantedBugs?: PlantedBugs;
+}
+
+/** What a node restarts from: exactly what storage made durable. */
+export interface PersistentState {
+  hardState: HardState;
+  /** latest snapshot, or null when the log starts at index 1 */
+  snapshot: Snapshot | null;
+  /** log entries after the snapshot, contiguous */
+  entries: Entry[];
+  /** last index the state machine applied (durable with the state machine) */
+  applied: number;
+}
+
+/** The initial persistent state of a node that has no cluster yet. */
+export function emptyState(): PersistentState {
+  return {
+    hardState: { term: 0, vote: NONE, commit: 0 },
+    snapshot: null,
+    entries: [],
+    applied: 0,
+  };
+}

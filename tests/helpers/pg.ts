@@ -1,0 +1,51 @@
+/**
+ * Real PostgreSQL servers for tests. Every server a test starts is stopped by
+ * the test, also when it fails: use {@link withPgServers}, or `try/finally`.
+ *
+ * @module
+ */
+
+import postgres from "postgres";
+import { PgServer, type PgServerOptions } from "../../lib/cli/pg_server.ts";
+
+export { findPgBinaries, freePort, PgServer, waitForPidGone } from "../../lib/cli/pg_server.ts";
+
+/** Start `count` servers in parallel, run `fn`, then stop them all whatever happened. */
+export async function withPgServers<T>(
+  count: number,
+  fn: (servers: PgServer[]) => Promise<T>,
+  options: PgServerOptions = {},
+): Promise<T> {
+  const started = await Promise.allSettled(
+    Array.from({ length: count }, () => PgServer.create(options)),
+  );
+  const servers = started.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+  try {
+    const failure = started.find((r) => r.status === "rejected");
+    if (failure) throw (failure as PromiseRejectedResult).reason;
+    return await fn(servers);
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+  }
+}
+
+/** Start one server, run `fn`, stop it. */
+export function withPgServer<T>(
+  fn: (server: PgServer) => Promise<T>,
+  options: PgServerOptions = {},
+): Promise<T> {
+  return withPgServers(1, ([server]) => fn(server!), options);
+}
+
+/** A postgres.js pool on `server` that the caller must `end()`. */
+export function connect(server: PgServer, options: postgres.Options<Record<string, never>> = {}) {
+  return postgres({
+    host: server.host,
+    port: server.port,
+    user: server.user,
+    database: server.database,
+    max: 4,
+    onnotice: () => {},
+    ...options,
+  });
+}
