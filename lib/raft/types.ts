@@ -74,6 +74,8 @@ export interface Snapshot {
 
 /** Hint a follower gives when it rejects an append (fast backtracking, thesis §5.3). */
 export interface RejectHint {
+  /** The prevLogIndex of the append being rejected (lets the leader drop stale rejections). */
+  rejectedIndex: number;
   /** The follower's last log index (the leader never needs to go beyond it). */
   lastIndex: number;
   /** Term of the follower's entry at the rejected prevLogIndex, 0 if it has none there. */

@@ -1,0 +1,215 @@
+/**
+ * The in-memory Raft log of one node: the latest snapshot, the entries after
+ * it, and the membership each conf_change entry in it establishes. Indexes
+ * are 1-based; index 0 is the empty prefix with term 0.
+ *
+ * @module
+ */
+
+import { assert } from "../assert.ts";
+import { applyConfChange, cloneMembership, decodeConfChange } from "./conf_change.ts";
+import type { ConfChange, Entry, Membership, NodeId, Snapshot } from "./types.ts";
+
+interface ConfPoint {
+  index: number;
+  membership: Membership;
+}
+
+/** The log, with the membership history of its conf_change entries. */
+export class RaftLog {
+  #snapshot: Snapshot | null;
+  #snapshotIndex: number;
+  #snapshotTerm: number;
+  #snapshotMembership: Membership;
+  #entries: Entry[] = [];
+  #confs: ConfPoint[] = [];
+  /** context of the latest conf change naming each node (the agent's address book) */
+  readonly contexts = new Map<NodeId, string>();
+
+  constructor(snapshot: Snapshot | null, entries: readonly Entry[]) {
+    this.#snapshot = snapshot;
+    this.#snapshotIndex = snapshot?.meta.index ?? 0;
+    this.#snapshotTerm = snapshot?.meta.term ?? 0;
+    this.#snapshotMembership = cloneMembership(
+      snapshot?.meta.membership ?? { voters: [], learners: [] },
+    );
+    if (entries.length > 0) this.append(entries);
+  }
+
+  get snapshot(): Snapshot | null {
+    return this.#snapshot;
+  }
+
+  get snapshotIndex(): number {
+    return this.#snapshotIndex;
+  }
+
+  firstIndex(): number {
+    return this.#snapshotIndex + 1;
+  }
+
+  lastIndex(): number {
+    return this.#snapshotIndex + this.#entries.length;
+  }
+
+  lastTerm(): number {
+    return this.term(this.lastIndex())!;
+  }
+
+  /** Term of the entry at `index`, or null when compacted away or beyond the end. */
+  term(index: number): number | null {
+    if (index === this.#snapshotIndex) return this.#snapshotTerm;
+    if (index < this.#snapshotIndex || index > this.lastIndex()) return null;
+    return this.#entries[index - this.#snapshotIndex - 1]!.term;
+  }
+
+  /** Whether the entry at `index` has term `term`. */
+  matchTerm(index: number, term: number): boolean {
+    return this.term(index) === term;
+  }
+
+  entry(index: number): Entry {
+    assert(index > this.#snapshotIndex && index <= this.lastIndex(), `no entry ${index} in log`);
+    return this.#entries[index - this.#snapshotIndex - 1]!;
+  }
+
+  /** Entries lo..hi inclusive (all present), at most `maxCount`. */
+  slice(lo: number, hi: number, maxCount = Infinity): Entry[] {
+    if (hi < lo) return [];
+    assert(lo > this.#snapshotIndex && hi <= this.lastIndex(), `slice ${lo}..${hi} out of range`);
+    const start = lo - this.#snapshotIndex - 1;
+    const end = Math.min(hi - lo + 1, maxCount) + start;
+    return this.#entries.slice(start, end);
+  }
+
+  /**
+   * Is a log ending at (lastIndex, lastTerm) at least as up to date as this
+   * one (§5.4.1)?
+   */
+  isUpToDate(lastIndex: number, lastTerm: number): boolean {
+    const myTerm = this.lastTerm();
+    return lastTerm > myTerm || (lastTerm === myTerm && lastIndex >= this.lastIndex());
+  }
+
+  /**
+   * The index of the first of `entries` that this log does not hold (absent or
+   * with another term), or 0 when it holds them all.
+   */
+  findConflict(entries: readonly Entry[]): number {
+    for (const e of entries) {
+      if (e.index <= this.#snapshotIndex) continue; // covered by the snapshot: committed, so matching
+      if (!this.matchTerm(e.index, e.term)) return e.index;
+    }
+    return 0;
+  }
+
+  /** First index of the run of entries with term `term` that contains `index` (for reject hints). */
+  firstIndexOfTermAt(index: number): number {
+    const term = this.term(index);
+    assert(term !== null, `no term at ${index}`);
+    let i = index;
+    while (i - 1 > this.#snapshotIndex && this.term(i - 1) === term) i--;
+    return i;
+  }
+
+  /** The last index <= `from` whose term is <= `term` (0 when none). */
+  lastIndexWithTermAtMost(from: number, term: number): { index: number; term: number } {
+    let i = Math.min(from, this.lastIndex());
+    while (i > this.#snapshotIndex) {
+      const t = this.term(i)!;
+      if (t <= term) return { index: i, term: t };
+      i--;
+    }
+    return { index: this.#snapshotIndex, term: this.#snapshotTerm };
+  }
+
+  /**
+   * Append `entries` (contiguous, starting at or before lastIndex+1): every
+   * entry from entries[0].index on is replaced. Returns the index the log was
+   * truncated at, or 0 when it only grew.
+   */
+  append(entries: readonly Entry[]): number {
+    if (entries.length === 0) return 0;
+    const first = entries[0]!.index;
+    assert(first > this.#snapshotIndex, `append at ${first} is inside the snapshot`);
+    assert(
+      first <= this.lastIndex() + 1,
+      `append at ${first} leaves a gap after ${this.lastIndex()}`,
+    );
+    let truncatedAt = 0;
+    if (first <= this.lastIndex()) {
+      truncatedAt = first;
+      this.#entries.length = first - this.#snapshotIndex - 1;
+      while (this.#confs.length > 0 && this.#confs[this.#confs.length - 1]!.index >= first) {
+        this.#confs.pop();
+      }
+    }
+    let prevTerm = this.lastTerm();
+    for (let k = 0; k < entries.length; k++) {
+      const e = entries[k]!;
+      assert(e.index === first + k, `entries not contiguous at ${e.index}`);
+      assert(e.term >= prevTerm && e.term >= 1, `entry ${e.index} term ${e.term} < ${prevTerm}`);
+      prevTerm = e.term;
+      this.#entries.push(e);
+      if (e.type === "conf_change") {
+        const change = decodeConfChange(e.data);
+        this.contexts.set(change.nodeId, change.context || this.contexts.get(change.nodeId) || "");
+        this.#confs.push({
+          index: e.index,
+          membership: applyConfChange(this.membership(), change),
+        });
+      }
+    }
+    return truncatedAt;
+  }
+
+  /** The membership in force: that of the last conf_change entry in the log, else the snapshot's. */
+  membership(): Membership {
+    const last = this.#confs[this.#confs.length - 1];
+    return last ? last.membership : this.#snapshotMembership;
+  }
+
+  /** Index of the last conf_change entry in the log (the snapshot index when none). */
+  lastConfIndex(): number {
+    const last = this.#confs[this.#confs.length - 1];
+    return last ? last.index : 0;
+  }
+
+  /** The membership in force once entries up to `index` are in the log. */
+  membershipAt(index: number): Membership {
+    for (let k = this.#confs.length - 1; k >= 0; k--) {
+      const c = this.#confs[k]!;
+      if (c.index <= index) return c.membership;
+    }
+    return this.#snapshotMembership;
+  }
+
+  /** Drop every entry <= snapshot.meta.index (which must be in the log) and keep the snapshot. */
+  compact(snapshot: Snapshot): void {
+    const index = snapshot.meta.index;
+    assert(index > this.#snapshotIndex && index <= this.lastIndex(), `cannot compact to ${index}`);
+    assert(this.term(index) === snapshot.meta.term, `snapshot term mismatch at ${index}`);
+    this.#snapshotMembership = cloneMembership(snapshot.meta.membership);
+    this.#entries = this.#entries.slice(index - this.#snapshotIndex);
+    this.#confs = this.#confs.filter((c) => c.index > index);
+    this.#snapshot = snapshot;
+    this.#snapshotIndex = index;
+    this.#snapshotTerm = snapshot.meta.term;
+  }
+
+  /** Replace the whole log with `snapshot` (InstallSnapshot for a follower far behind). */
+  restore(snapshot: Snapshot): void {
+    this.#entries = [];
+    this.#confs = [];
+    this.#snapshot = snapshot;
+    this.#snapshotIndex = snapshot.meta.index;
+    this.#snapshotTerm = snapshot.meta.term;
+    this.#snapshotMembership = cloneMembership(snapshot.meta.membership);
+  }
+}
+
+/** Decode a conf_change entry (re-exported for the agent). */
+export function confChangeOf(entry: Entry): ConfChange {
+  assert(entry.type === "conf_change", `entry ${entry.index} is not a conf change`);
+  return decodeConfChange(entry.data);
+}

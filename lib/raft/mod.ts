@@ -1,0 +1,20 @@
+/**
+ * The pure Raft consensus core: no I/O, timers, clock or randomness of its
+ * own. See {@link RaftNode}.
+ *
+ * @module
+ */
+
+export * from "./types.ts";
+export { RaftNode, type Timing } from "./node.ts";
+export { ConfChangeError, NotLeaderError, ProposalRejectedError } from "./errors.ts";
+export {
+  applyConfChange,
+  confChangeProblem,
+  decodeConfChange,
+  encodeConfChange,
+  isMember,
+  isNodeId,
+} from "./conf_change.ts";
+export { confChangeOf } from "./log.ts";
+export { bootstrapState } from "./bootstrap.ts";
