@@ -10,6 +10,7 @@
  */
 
 import { dirname, join } from "node:path";
+import postgres from "postgres";
 
 /** Where the server programs are. */
 export interface PgBinaries {
@@ -358,7 +359,6 @@ export class PgServer {
   }
 
   async #queryable(): Promise<boolean> {
-    const { default: postgres } = await import("postgres");
     const sql = postgres({
       host: this.host,
       port: this.port,

@@ -10,6 +10,9 @@
 
 import type postgres from "postgres";
 import m001 from "../../sql/001_schema.sql" with { type: "text" };
+import m002 from "../../sql/002_storage.sql" with { type: "text" };
+import m003 from "../../sql/003_control.sql" with { type: "text" };
+import m004 from "../../sql/004_kv.sql" with { type: "text" };
 
 /** One numbered migration file. */
 export interface Migration {
@@ -27,6 +30,9 @@ function migration(file: string, sql: string): Migration {
 /** Every migration, in order. Add a file in sql/ and a line here. */
 export const MIGRATIONS: readonly Migration[] = [
   migration("001_schema.sql", m001),
+  migration("002_storage.sql", m002),
+  migration("003_control.sql", m003),
+  migration("004_kv.sql", m004),
 ];
 
 /** Key of the advisory lock that serializes migrators (any fixed 64-bit number). */

@@ -1,0 +1,154 @@
+/**
+ * Effective settings: the configuration file's values, with cluster-wide
+ * settings replicated through the log (pgraft_set_config) taking precedence for
+ * cluster-scope names. Also the conversion from milliseconds to core ticks.
+ *
+ * @module
+ */
+
+import {
+  type LoadedConfig,
+  parseSettingValue,
+  type PgraftSettings,
+  SETTINGS,
+  type SettingSpec,
+} from "../config/mod.ts";
+import type { EffectiveConfigRow } from "../control/control_db.ts";
+
+/** Settings a cluster may change through the log, and the PgraftSettings field each sets. */
+const CLUSTER_FIELDS: Record<string, keyof PgraftSettings> = {
+  cluster_name: "clusterName",
+  heartbeat_interval: "heartbeatIntervalMs",
+  election_timeout: "electionTimeoutMs",
+  append_batch_size: "appendBatchSize",
+  snapshot_threshold: "snapshotThreshold",
+  failover_enabled: "failoverEnabled",
+};
+
+/** The file's settings overlaid with the cluster's. Invalid cluster values are skipped (and reported). */
+export function effectiveSettings(
+  loaded: LoadedConfig,
+  cluster: Record<string, string>,
+  onInvalid: (name: string, error: Error) => void = () => {},
+): PgraftSettings {
+  const settings: PgraftSettings = { ...loaded.settings };
+  for (const [name, raw] of Object.entries(cluster)) {
+    const field = CLUSTER_FIELDS[name];
+    if (!field) continue;
+    try {
+      const { value } = parseSettingValue(name, raw);
+      (settings as unknown as Record<string, unknown>)[field] = value;
+    } catch (error) {
+      onInvalid(name, error as Error);
+    }
+  }
+  return settings;
+}
+
+/**
+ * Check a cluster-wide setting before it is proposed: known name, cluster
+ * scope, valid value, and the election/heartbeat ratio with the other value.
+ *
+ * @returns the canonical value to replicate
+ * @throws RangeError / TypeError with a message fit for the operator
+ */
+export function validateClusterSetting(
+  name: string,
+  raw: string,
+  current: PgraftSettings,
+): string {
+  const spec = SETTINGS.find((s) => s.name === name);
+  if (!spec) parseSettingValue(name, raw); // throws with a did-you-mean
+  if (spec!.scope !== "cluster") {
+    throw new RangeError(`setting "${name}" is node-scoped: set pgraft.${name} in postgresql.conf`);
+  }
+  const { value, display } = parseSettingValue(name, raw);
+  const heartbeat = name === "heartbeat_interval" ? value as number : current.heartbeatIntervalMs;
+  const election = name === "election_timeout" ? value as number : current.electionTimeoutMs;
+  if (election < 2 * heartbeat) {
+    throw new RangeError(
+      `election_timeout (${election}ms) must be at least twice heartbeat_interval (${heartbeat}ms)`,
+    );
+  }
+  return display;
+}
+
+function display(spec: SettingSpec, settings: PgraftSettings): string {
+  const field = settingField(spec.name);
+  const value = (settings as unknown as Record<string, unknown>)[field];
+  if (value === null || value === undefined) return "";
+  if (spec.type === "boolean") return value ? "on" : "off";
+  if (spec.type === "duration") return `${value}ms`;
+  if (spec.name === "auth_secret") return "********";
+  return String(value);
+}
+
+function settingField(name: string): string {
+  return name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())
+    .replace(/^heartbeatInterval$/, "heartbeatIntervalMs")
+    .replace(/^electionTimeout$/, "electionTimeoutMs");
+}
+
+/** Rows for pgraft.effective_config: every setting with where its value comes from. */
+export function effectiveConfigRows(
+  loaded: LoadedConfig,
+  cluster: Record<string, string>,
+  settings: PgraftSettings,
+): EffectiveConfigRow[] {
+  return SETTINGS.map((spec) => {
+    const entry = loaded.entries.find((e) => e.name === spec.name);
+    const fromCluster = spec.scope === "cluster" && cluster[spec.name] !== undefined;
+    return {
+      name: spec.name,
+      setting: fromCluster
+        ? display(spec, settings)
+        : (spec.name === "auth_secret" && entry?.setting ? "********" : entry?.setting ?? ""),
+      unit: spec.unit,
+      scope: spec.scope,
+      source: fromCluster ? "cluster" : entry?.source ?? "default",
+      sourcefile: fromCluster ? null : entry?.sourcefile ?? null,
+      sourceline: fromCluster ? null : entry?.sourceline ?? null,
+      valueType: spec.type,
+      minValue: spec.min ?? null,
+      maxValue: spec.max ?? null,
+      description: spec.description,
+    };
+  });
+}
+
+/** Core timing in ticks. */
+export interface Timing {
+  tickMs: number;
+  heartbeatTicks: number;
+  electionTicks: number;
+  electionJitterTicks: number;
+  appendBatchSize: number;
+  snapshotThreshold: number;
+  maxInflight: number;
+}
+
+/** Append messages in flight per follower. */
+export const INFLIGHT_APPENDS_MAX = 64;
+
+/**
+ * Convert settings to ticks. A tick is at most 10 ms and at most a quarter of
+ * the heartbeat; the randomized election timeout spans [timeout, 1.25 × timeout)
+ * so that failover lands close to one election timeout.
+ */
+export function timingFor(settings: PgraftSettings): Timing {
+  const tickMs = Math.max(1, Math.min(10, Math.floor(settings.heartbeatIntervalMs / 4)));
+  const heartbeatTicks = Math.max(1, Math.round(settings.heartbeatIntervalMs / tickMs));
+  const electionTicks = Math.max(
+    heartbeatTicks + 1,
+    Math.round(settings.electionTimeoutMs / tickMs),
+  );
+  return {
+    tickMs,
+    heartbeatTicks,
+    electionTicks,
+    electionJitterTicks: Math.max(1, Math.round(electionTicks / 4)),
+    appendBatchSize: settings.appendBatchSize,
+    snapshotThreshold: settings.snapshotThreshold,
+    maxInflight: INFLIGHT_APPENDS_MAX,
+  };
+}

@@ -1,0 +1,48 @@
+/**
+ * `pgraft migrate --config FILE`: apply the control schema migrations to the
+ * PostgreSQL server that FILE configures.
+ *
+ * @module
+ */
+
+import postgres from "postgres";
+import { ConfigError, loadConfig } from "../config/mod.ts";
+import { resolveConnection } from "../control/connection.ts";
+import { migrate } from "../control/migrations.ts";
+import type { Flags, Output } from "./mod.ts";
+
+/** Run the command. */
+export async function migrateCommand(flags: Flags, io: Output): Promise<number> {
+  let connection;
+  try {
+    const loaded = await loadConfig(flags.config as string);
+    connection = resolveConnection(loaded.connection, loaded.settings.database, {
+      pgUrl: flags["pg-url"] as string | undefined,
+    });
+  } catch (error) {
+    if (error instanceof ConfigError || error instanceof TypeError || error instanceof RangeError) {
+      io.err(`pgraft migrate: ${(error as Error).message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+  const sql = postgres({ ...connection, max: 1, onnotice: () => {}, connect_timeout: 10 });
+  try {
+    const result = await migrate(sql);
+    for (const m of result.applied) {
+      io.out(`applied ${String(m.version).padStart(3, "0")}_${m.name}\n`);
+    }
+    io.out(
+      result.applied.length === 0
+        ? `pgraft migrate: up to date (${result.alreadyApplied} migrations)\n`
+        : `pgraft migrate: applied ${result.applied.length} migration(s)\n`,
+    );
+    return 0;
+  } catch (error) {
+    const where = `${connection.user}@${connection.host}:${connection.port}/${connection.database}`;
+    io.err(`pgraft migrate: cannot migrate ${where}: ${(error as Error).message}\n`);
+    return 1;
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}

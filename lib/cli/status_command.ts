@@ -1,0 +1,58 @@
+/**
+ * `pgraft status --config FILE [--json]`: the cluster as this node sees it,
+ * read through the same SQL functions operators use.
+ *
+ * @module
+ */
+
+import postgres from "postgres";
+import { ConfigError, loadConfig } from "../config/mod.ts";
+import { resolveConnection } from "../control/connection.ts";
+import type { Flags, Output } from "./mod.ts";
+
+/** Format rows as an aligned table. */
+export function formatTable(rows: Record<string, unknown>[]): string {
+  if (rows.length === 0) return "(no rows)\n";
+  const header = Object.keys(rows[0]!);
+  const cells = rows.map((r) =>
+    header.map((h) => r[h] === null || r[h] === undefined ? "" : String(r[h]))
+  );
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i]!)).join(" | ").trimEnd();
+  return [line(header), widths.map((w) => "-".repeat(w)).join("-+-"), ...cells.map(line)].join(
+    "\n",
+  ) + "\n";
+}
+
+/** Run the command. */
+export async function statusCommand(flags: Flags, io: Output): Promise<number> {
+  let connection;
+  try {
+    const config = await loadConfig(flags.config as string);
+    connection = resolveConnection(config.connection, config.settings.database, {
+      pgUrl: flags["pg-url"] as string | undefined,
+    });
+  } catch (error) {
+    if (error instanceof ConfigError || error instanceof TypeError || error instanceof RangeError) {
+      io.err(`pgraft status: ${(error as Error).message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+  const sql = postgres({ ...connection, max: 1, onnotice: () => {}, connect_timeout: 5 });
+  try {
+    const [cluster] = await sql`select * from pgraft_get_cluster_status()`;
+    const nodes = await sql`select * from pgraft_get_nodes()`;
+    if (flags.json) {
+      io.out(JSON.stringify({ cluster: cluster ?? null, nodes }, null, 2) + "\n");
+    } else {
+      io.out(formatTable(cluster ? [cluster] : []) + "\n" + formatTable([...nodes]));
+    }
+    return cluster?.agent_running ? 0 : 1;
+  } catch (error) {
+    io.err(`pgraft status: ${(error as Error).message}\n`);
+    return 1;
+  } finally {
+    await sql.end({ timeout: 2 });
+  }
+}

@@ -1,0 +1,361 @@
+/**
+ * The agent's side of the SQL surface: it consumes commands that the
+ * `pgraft_*` functions enqueue (LISTEN/NOTIFY, with a polling fallback),
+ * records their outcome, publishes the live status the read functions show,
+ * and records events. Its own postgres.js pool, separate from storage's, so a
+ * slow status write never delays a Raft persist.
+ *
+ * @module
+ */
+
+import type postgres from "postgres";
+
+/** A command row as the agent sees it. */
+export interface CommandRow {
+  commandId: number;
+  kind:
+    | "init"
+    | "add_node"
+    | "remove_node"
+    | "transfer_leadership"
+    | "set_config"
+    | "kv_put"
+    | "kv_delete";
+  args: Record<string, unknown>;
+}
+
+/** pgraft.node_status, as published. */
+export interface NodeStatusRow {
+  nodeId: number;
+  address: string;
+  port: number;
+  role: string;
+  term: number;
+  leaderId: number | null;
+  commitIndex: number;
+  lastApplied: number;
+  firstIndex: number;
+  lastIndex: number;
+  snapshotIndex: number;
+  quorumMet: boolean;
+  electionsTriggered: number;
+  failoverEnabled: boolean;
+  clusterId: string | null;
+  clusterName: string;
+  storageOk: boolean;
+  heartbeatIntervalMs: number;
+  electionTimeoutMs: number;
+  noLeaderSince: Date | null;
+  leaderSince: Date | null;
+  agentPid: number;
+  agentStartedAt: Date;
+  agentVersion: string;
+  staleAfterMs: number;
+}
+
+/** pgraft.member_status, one row per member. */
+export interface MemberStatusRow {
+  nodeId: number;
+  address: string;
+  port: number;
+  state: string;
+  isVoter: boolean;
+  matchIndex: number | null;
+  nextIndex: number | null;
+  commitIndex: number | null;
+  lastContactAt: Date | null;
+  lagEntries: number | null;
+  lagBytes: number | null;
+}
+
+/** pgraft.log_stats. */
+export interface LogStatsRow {
+  entriesAppended: number;
+  entriesCommitted: number;
+  entriesApplied: number;
+  proposals: number;
+  snapshotsTaken: number;
+  snapshotsInstalled: number;
+  lastSnapshotIndex: number;
+  lastSnapshotAt: Date | null;
+  snapshotThreshold: number;
+  rpcSent: number;
+  rpcReceived: number;
+  rpcErrors: number;
+  rpcRejected: number;
+  appendBatches: number;
+  avgAppendBatch: number;
+  persistP50Ms: number;
+  persistP99Ms: number;
+}
+
+/** Everything the read functions show, published together. */
+export interface StatusSnapshot {
+  node: NodeStatusRow;
+  members: MemberStatusRow[];
+  stats: LogStatsRow;
+}
+
+/** One row of pgraft.effective_config. */
+export interface EffectiveConfigRow {
+  name: string;
+  setting: string;
+  unit: string | null;
+  scope: "node" | "cluster";
+  source: "default" | "configuration file" | "cluster";
+  sourcefile: string | null;
+  sourceline: number | null;
+  valueType: "integer" | "duration" | "boolean" | "string";
+  minValue: number | null;
+  maxValue: number | null;
+  description: string;
+}
+
+/** An event for pgraft_get_events(). */
+export interface EventRow {
+  at: Date;
+  type: string;
+  term: number | null;
+  nodeId: number | null;
+  detail: string;
+}
+
+/** Events kept in pgraft.events; older ones are trimmed. */
+export const EVENTS_KEPT_MAX = 10_000;
+
+/** Events buffered in memory while PostgreSQL is unreachable; the oldest are dropped beyond. */
+export const EVENTS_BUFFERED_MAX = 1_000;
+
+/** The agent's control-plane connection. */
+export class ControlDb {
+  #sql: postgres.Sql;
+  #listen: { unlisten: () => Promise<void> } | null = null;
+  #pendingEvents: EventRow[] = [];
+  #eventsDropped = 0;
+
+  constructor(sql: postgres.Sql) {
+    this.#sql = sql;
+  }
+
+  /** The pool (shared with the agent's read paths such as status queries). */
+  get sql(): postgres.Sql {
+    return this.#sql;
+  }
+
+  /** Subscribe to command notifications; `onNotify` is called for each NOTIFY. */
+  async listen(onNotify: () => void): Promise<void> {
+    this.#listen = await this.#sql.listen("pgraft_commands", () => onNotify(), () => onNotify());
+  }
+
+  /**
+   * Commands still to do, oldest first. Rows left 'running' by a previous agent
+   * process (it died mid-command) are returned too, so they are finished or failed.
+   */
+  async pendingCommands(limit = 100): Promise<CommandRow[]> {
+    const rows = await this.#sql<
+      { command_id: string; kind: CommandRow["kind"]; args: Record<string, unknown> }[]
+    >`
+      select command_id, kind, args from pgraft.commands
+       where status in ('pending', 'running')
+       order by command_id limit ${limit}`;
+    return rows.map((r) => ({ commandId: Number(r.command_id), kind: r.kind, args: r.args }));
+  }
+
+  async markRunning(commandId: number): Promise<void> {
+    await this.#sql`update pgraft.commands set status = 'running' where command_id = ${commandId}`;
+  }
+
+  /**
+   * Finish a command, publishing `status` in the same transaction so the next
+   * SQL statement that waits for the command sees the status that goes with it.
+   */
+  async finishCommand(
+    commandId: number,
+    outcome: { ok: true; result: unknown } | { ok: false; error: string },
+    status: StatusSnapshot | null,
+  ): Promise<void> {
+    await this.#sql.begin(async (tx) => {
+      if (status) await publishIn(tx, status);
+      if (outcome.ok) {
+        await tx`update pgraft.commands
+                    set status = 'done', result = ${tx.json(outcome.result as postgres.JSONValue)},
+                        finished_at = clock_timestamp()
+                  where command_id = ${commandId}`;
+      } else {
+        await tx`update pgraft.commands
+                    set status = 'failed', error = ${outcome.error}, finished_at = clock_timestamp()
+                  where command_id = ${commandId}`;
+      }
+    });
+  }
+
+  /** Replace the published status. */
+  async publish(status: StatusSnapshot): Promise<void> {
+    await this.#sql.begin((tx) => publishIn(tx, status));
+  }
+
+  /** Replace pgraft.effective_config. */
+  async publishConfig(rows: EffectiveConfigRow[]): Promise<void> {
+    await this.#sql.begin(async (tx) => {
+      await tx`delete from pgraft.effective_config`;
+      if (rows.length === 0) return;
+      await tx`insert into pgraft.effective_config ${
+        tx(rows.map((r) => ({
+          name: r.name,
+          setting: r.setting,
+          unit: r.unit,
+          scope: r.scope,
+          source: r.source,
+          sourcefile: r.sourcefile,
+          sourceline: r.sourceline,
+          value_type: r.valueType,
+          min_value: r.minValue,
+          max_value: r.maxValue,
+          description: r.description,
+        })))
+      }`;
+    });
+  }
+
+  /** Queue an event; {@link flushEvents} writes the queue. */
+  recordEvent(event: EventRow): void {
+    this.#pendingEvents.push(event);
+    if (this.#pendingEvents.length > EVENTS_BUFFERED_MAX) {
+      this.#pendingEvents.shift();
+      this.#eventsDropped++;
+    }
+  }
+
+  /** Write queued events; on failure they stay queued for the next try. */
+  async flushEvents(): Promise<void> {
+    if (this.#pendingEvents.length === 0) return;
+    const batch = this.#pendingEvents.slice();
+    const dropped = this.#eventsDropped;
+    const rows = batch.map((e) => ({
+      event_timestamp: e.at,
+      event_type: e.type,
+      term: e.term,
+      node_id: e.nodeId,
+      detail: e.detail,
+    }));
+    if (dropped > 0) {
+      rows.push({
+        event_timestamp: new Date(),
+        event_type: "events_dropped",
+        term: null,
+        node_id: null,
+        detail: `${dropped} events were dropped while PostgreSQL was unreachable`,
+      });
+    }
+    await this.#sql.begin(async (tx) => {
+      await tx`insert into pgraft.events ${tx(rows)}`;
+      await tx`delete from pgraft.events
+                where event_id <= (select max(event_id) - ${EVENTS_KEPT_MAX} from pgraft.events)`;
+    });
+    this.#pendingEvents.splice(0, batch.length);
+    this.#eventsDropped -= dropped;
+  }
+
+  async close(): Promise<void> {
+    await this.#listen?.unlisten().catch(() => {});
+    await this.#sql.end({ timeout: 2 });
+  }
+}
+
+async function publishIn(tx: postgres.TransactionSql, status: StatusSnapshot): Promise<void> {
+  const n = status.node;
+  await tx`insert into pgraft.node_status ${
+    tx({
+      singleton: true,
+      node_id: n.nodeId,
+      address: n.address,
+      port: n.port,
+      role: n.role,
+      term: n.term,
+      leader_id: n.leaderId,
+      commit_index: n.commitIndex,
+      last_applied: n.lastApplied,
+      first_index: n.firstIndex,
+      last_index: n.lastIndex,
+      snapshot_index: n.snapshotIndex,
+      quorum_met: n.quorumMet,
+      elections_triggered: n.electionsTriggered,
+      failover_enabled: n.failoverEnabled,
+      cluster_id: n.clusterId,
+      cluster_name: n.clusterName,
+      storage_ok: n.storageOk,
+      heartbeat_interval_ms: n.heartbeatIntervalMs,
+      election_timeout_ms: n.electionTimeoutMs,
+      no_leader_since: n.noLeaderSince,
+      leader_since: n.leaderSince,
+      agent_pid: n.agentPid,
+      agent_started_at: n.agentStartedAt,
+      agent_version: n.agentVersion,
+      stale_after_ms: n.staleAfterMs,
+    })
+  }
+  on conflict (singleton) do update set
+    node_id = excluded.node_id, address = excluded.address, port = excluded.port,
+    role = excluded.role, term = excluded.term, leader_id = excluded.leader_id,
+    commit_index = excluded.commit_index, last_applied = excluded.last_applied,
+    first_index = excluded.first_index, last_index = excluded.last_index,
+    snapshot_index = excluded.snapshot_index, quorum_met = excluded.quorum_met,
+    elections_triggered = excluded.elections_triggered, failover_enabled = excluded.failover_enabled,
+    cluster_id = excluded.cluster_id, cluster_name = excluded.cluster_name,
+    storage_ok = excluded.storage_ok, heartbeat_interval_ms = excluded.heartbeat_interval_ms,
+    election_timeout_ms = excluded.election_timeout_ms, no_leader_since = excluded.no_leader_since,
+    leader_since = excluded.leader_since, agent_pid = excluded.agent_pid,
+    agent_started_at = excluded.agent_started_at, agent_version = excluded.agent_version,
+    stale_after_ms = excluded.stale_after_ms, updated_at = clock_timestamp()`;
+  await tx`delete from pgraft.member_status`;
+  if (status.members.length > 0) {
+    await tx`insert into pgraft.member_status ${
+      tx(status.members.map((m) => ({
+        node_id: m.nodeId,
+        address: m.address,
+        port: m.port,
+        state: m.state,
+        is_voter: m.isVoter,
+        match_index: m.matchIndex,
+        next_index: m.nextIndex,
+        commit_index: m.commitIndex,
+        last_contact_at: m.lastContactAt,
+        lag_entries: m.lagEntries,
+        lag_bytes: m.lagBytes,
+      })))
+    }`;
+  }
+  const s = status.stats;
+  await tx`insert into pgraft.log_stats ${
+    tx({
+      singleton: true,
+      entries_appended: s.entriesAppended,
+      entries_committed: s.entriesCommitted,
+      entries_applied: s.entriesApplied,
+      proposals: s.proposals,
+      snapshots_taken: s.snapshotsTaken,
+      snapshots_installed: s.snapshotsInstalled,
+      last_snapshot_index: s.lastSnapshotIndex,
+      last_snapshot_at: s.lastSnapshotAt,
+      snapshot_threshold: s.snapshotThreshold,
+      rpc_sent: s.rpcSent,
+      rpc_received: s.rpcReceived,
+      rpc_errors: s.rpcErrors,
+      rpc_rejected: s.rpcRejected,
+      append_batches: s.appendBatches,
+      avg_append_batch: s.avgAppendBatch,
+      persist_p50_ms: s.persistP50Ms,
+      persist_p99_ms: s.persistP99Ms,
+    })
+  }
+  on conflict (singleton) do update set
+    entries_appended = excluded.entries_appended, entries_committed = excluded.entries_committed,
+    entries_applied = excluded.entries_applied, proposals = excluded.proposals,
+    snapshots_taken = excluded.snapshots_taken, snapshots_installed = excluded.snapshots_installed,
+    last_snapshot_index = excluded.last_snapshot_index, last_snapshot_at = excluded.last_snapshot_at,
+    snapshot_threshold = excluded.snapshot_threshold, rpc_sent = excluded.rpc_sent,
+    rpc_received = excluded.rpc_received, rpc_errors = excluded.rpc_errors,
+    rpc_rejected = excluded.rpc_rejected, append_batches = excluded.append_batches,
+    avg_append_batch = excluded.avg_append_batch, persist_p50_ms = excluded.persist_p50_ms,
+    persist_p99_ms = excluded.persist_p99_ms`;
+}
