@@ -28,7 +28,16 @@ import {
   PgStorage,
   type RaftStorage,
 } from "../storage/mod.ts";
-import { createPeerApp, Metrics, PeerClient, PeerServer, registerRpc } from "../transport/mod.ts";
+import {
+  authorized,
+  createPeerApp,
+  isLoopback,
+  Metrics,
+  PeerClient,
+  PeerServer,
+  registerRpc,
+} from "../transport/mod.ts";
+import { mountKvApi, readIndexRpc } from "./kv_api.ts";
 import { ControlDb, type MemberStatusRow, type StatusSnapshot } from "../control/control_db.ts";
 import type { PgConnectionOptions } from "../control/connection.ts";
 import { migrate } from "../control/migrations.ts";
@@ -37,7 +46,7 @@ import { type LogFormat, Logger } from "./log.ts";
 import { effectiveConfigRows, effectiveSettings, type Timing, timingFor } from "./settings.ts";
 import { CommandExecutor } from "./commands.ts";
 import { VERSION } from "../version.ts";
-import type { Hono } from "hono";
+import type { Context, Hono } from "hono";
 
 /** Options for {@link Agent.start}. */
 export interface AgentOptions {
@@ -193,6 +202,21 @@ export class Agent {
       "command",
       (body) => this.#commands.executeForwarded(body),
     );
+    registerRpc(
+      this.#app,
+      {
+        nodeId: this.nodeId,
+        clusterId: () => this.#applied.clusterId,
+        authSecret: this.config.settings.authSecret,
+        metrics: this.metrics,
+        onMessages: () => {},
+        status: () => this.httpStatus(),
+        health: () => this.#health(),
+      },
+      "read_index",
+      () => readIndexRpc(this),
+    );
+    mountKvApi(this.#app, this, (c) => Promise.resolve(this.#authorizeClient(c)));
     if (!this.config.settings.authSecret) {
       this.log.warn("no pgraft.auth_secret: only loopback peers and clients are accepted");
     }
@@ -217,6 +241,21 @@ export class Agent {
     });
     this.#commands.poll();
     await this.publishNow();
+  }
+
+  /**
+   * Clients of the KV API: with a secret, `Authorization: Bearer <token>`
+   * (see clientToken); without one, loopback clients only.
+   */
+  #authorizeClient(c: Context): Response | null {
+    const secret = this.config.settings.authSecret;
+    if (secret) {
+      if (authorized(c.req.header("authorization") ?? null, secret)) return null;
+      return c.json({ error: "missing or bad bearer token" }, 401);
+    }
+    const env = c.env as { remoteAddr?: { hostname?: string } } | undefined;
+    if (isLoopback(env?.remoteAddr?.hostname ?? null)) return null;
+    return c.json({ error: "no pgraft.auth_secret is set: only loopback clients are served" }, 403);
   }
 
   /** The Hono app serving peers (the KV API mounts its routes here). */

@@ -96,6 +96,25 @@ export function mountKvApi(
     await agent.driver.waitApplied(reply.index);
   };
 
+  // The list route first: "/v1/kv/*" also matches "/v1/kv".
+  app.get("/v1/kv", async (c) => {
+    const denied = await authorize(c);
+    if (denied) return denied;
+    const prefix = c.req.query("prefix") ?? "";
+    const limit = Number(c.req.query("limit") ?? "1000");
+    if (!Number.isInteger(limit) || limit < 1 || limit > KV_LIST_LIMIT_MAX) {
+      return json(c, 400, { error: `limit must be 1..${KV_LIST_LIMIT_MAX}` });
+    }
+    const consistency = c.req.query("consistency") ?? "linearizable";
+    try {
+      if (consistency === "linearizable") await readBarrier();
+      const pairs = await agent.storage.kvList(prefix, limit);
+      return json(c, 200, { prefix, items: pairs.map(pairJson) });
+    } catch (error) {
+      return failure(c, error);
+    }
+  });
+
   app.put("/v1/kv/*", async (c) => {
     const denied = await authorize(c);
     if (denied) return denied;
@@ -150,24 +169,6 @@ export function mountKvApi(
         "content-type": "application/octet-stream",
         "x-pgraft-revision": String(pair.revision),
       });
-    } catch (error) {
-      return failure(c, error);
-    }
-  });
-
-  app.get("/v1/kv", async (c) => {
-    const denied = await authorize(c);
-    if (denied) return denied;
-    const prefix = c.req.query("prefix") ?? "";
-    const limit = Number(c.req.query("limit") ?? "1000");
-    if (!Number.isInteger(limit) || limit < 1 || limit > KV_LIST_LIMIT_MAX) {
-      return json(c, 400, { error: `limit must be 1..${KV_LIST_LIMIT_MAX}` });
-    }
-    const consistency = c.req.query("consistency") ?? "linearizable";
-    try {
-      if (consistency === "linearizable") await readBarrier();
-      const pairs = await agent.storage.kvList(prefix, limit);
-      return json(c, 200, { prefix, items: pairs.map(pairJson) });
     } catch (error) {
       return failure(c, error);
     }
