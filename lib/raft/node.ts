@@ -1180,6 +1180,9 @@ export class RaftNode {
     tr.recentActive = true;
     tr.lastHeardTicks = 0;
     if (tr.state === "probe") tr.probeSent = false;
+    // A lost append or acknowledgement never frees its slot: a heartbeat answer
+    // frees one so a full window cannot stall replication (etcd's FreeFirstOne).
+    if (tr.state === "replicate" && tr.inflight.length >= this.#maxInflight) tr.inflight.shift();
     // An empty append too: it reveals a follower that lost entries (a restart) to the leader.
     if (tr.match < this.#log.lastIndex()) this.#sendAppend(tr, true);
     if (m.readContext !== "") this.#ackRead(m.from, m.readContext);

@@ -1,0 +1,1062 @@
+/**
+ * The deterministic cluster simulation: RaftNodes on a fake network with a
+ * fake disk, driven tick by tick by one seed, with the safety checker run
+ * after every step. {@link runSeed} is the entry point.
+ *
+ * @module
+ */
+
+import {
+  bootstrapState,
+  ConfChangeError,
+  emptyState,
+  type Entry,
+  type HardState,
+  type Message,
+  type NodeId,
+  NONE,
+  NotLeaderError,
+  type PersistentState,
+  type PlantedBugs,
+  ProposalRejectedError,
+  RaftNode,
+  type Ready,
+  type Role,
+  type Snapshot,
+  type Status,
+  type Timing,
+} from "../../lib/raft/mod.ts";
+import { chainHash, entryKey, type LogView, SafetyChecker, Violation } from "./checker.ts";
+import { type Envelope, Network } from "./network.ts";
+import { deriveSeed, Rng } from "./rng.ts";
+import {
+  chooseScenario,
+  type CrashPoint,
+  type CrashTrigger,
+  type ProfileName,
+  type Scenario,
+} from "./scenario.ts";
+import { type EventDetail, Trace } from "./trace.ts";
+
+const ENCODER = new TextEncoder();
+const DECODER = new TextDecoder();
+
+/** Readies handled in a row for one node before we call it a livelock. */
+const READY_LOOP_MAX = 10_000;
+/** Nodes a run may add beyond the founders. */
+const ADDED_NODES_MAX = 3;
+
+/** The replicated state machine: how far it applied and a hash of what. */
+interface StateMachine {
+  applied: number;
+  /** hash chain of every entry key applied, 1..applied */
+  hash: number;
+  /** normal entries with data (client proposals) applied */
+  proposals: number;
+}
+
+function encodeStateMachine(sm: StateMachine): Uint8Array {
+  return ENCODER.encode(JSON.stringify(sm));
+}
+
+function decodeStateMachine(data: Uint8Array): StateMachine {
+  const value = JSON.parse(DECODER.decode(data)) as Partial<StateMachine>;
+  if (
+    typeof value.applied !== "number" || typeof value.hash !== "number" ||
+    typeof value.proposals !== "number"
+  ) {
+    throw new TypeError(`Cannot decode state machine snapshot: ${DECODER.decode(data)}`);
+  }
+  return { applied: value.applied, hash: value.hash, proposals: value.proposals };
+}
+
+/** What one node's disk holds: exactly what survives a crash. */
+class Disk implements LogView {
+  hardState: HardState;
+  snapshot: Snapshot | null;
+  /** entries after the snapshot, contiguous */
+  entries: Entry[];
+  /** durable together with `applied` */
+  sm: StateMachine;
+
+  constructor(state: PersistentState) {
+    this.hardState = { ...state.hardState };
+    this.snapshot = state.snapshot;
+    this.entries = state.entries.slice();
+    this.sm = { applied: state.applied, hash: 0, proposals: 0 };
+  }
+
+  get snapshotIndex(): number {
+    return this.snapshot?.meta.index ?? 0;
+  }
+
+  get snapshotTerm(): number {
+    return this.snapshot?.meta.term ?? 0;
+  }
+
+  get lastIndex(): number {
+    return this.snapshotIndex + this.entries.length;
+  }
+
+  entryAt(index: number): Entry | undefined {
+    const k = index - this.snapshotIndex - 1;
+    return k >= 0 ? this.entries[k] : undefined;
+  }
+
+  /** Term at `index`: 0 before the log, the snapshot's at its index, undefined if unknown. */
+  termAt(index: number): number | undefined {
+    if (index === 0) return 0;
+    if (index === this.snapshotIndex) return this.snapshotTerm;
+    return this.entryAt(index)?.term;
+  }
+
+  /** What a restarting node is given (copies: the core must not share our arrays). */
+  persistentState(): PersistentState {
+    return {
+      hardState: { ...this.hardState },
+      snapshot: this.snapshot,
+      entries: this.entries.slice(),
+      applied: this.sm.applied,
+    };
+  }
+}
+
+/** One simulated server. */
+class SimNode {
+  readonly id: NodeId;
+  readonly rate: number;
+  readonly disk: Disk;
+  /** null while crashed */
+  raft: RaftNode | null = null;
+  incarnation = 0;
+  tickCredit = 0;
+  /** tick at which a crashed node comes back */
+  restartAt = 0;
+  armed: { point: CrashPoint; trigger: CrashTrigger } | null = null;
+  removed = false;
+  /** what the last status showed */
+  commit = 0;
+  role: Role = "follower";
+  term = 0;
+  lastIndex = 0;
+  leaderId: NodeId = NONE;
+  voters: NodeId[] = [];
+  learners: NodeId[] = [];
+  /** transport reports queued while a Ready is handled (ok: null = unreachable) */
+  reports: { peer: NodeId; ok: boolean | null }[] = [];
+
+  constructor(id: NodeId, rate: number, state: PersistentState) {
+    this.id = id;
+    this.rate = rate;
+    this.disk = new Disk(state);
+  }
+
+  get up(): boolean {
+    return this.raft !== null;
+  }
+}
+
+/** Options of one run. */
+export interface RunOptions {
+  /** founding members (3 or 5); default: chosen by the seed */
+  nodes?: number;
+  /** force a profile; default: chosen by the seed */
+  profile?: ProfileName;
+  /** ticks of faults before healing; default: chosen by the seed (300–500) */
+  faultTicks?: number;
+  /** bugs planted in the core (tests only) */
+  plantedBugs?: PlantedBugs;
+  /** print every event as it happens (replaying one seed verbosely) */
+  print?: (line: string) => void;
+  /** hash every event into `stats.digest` (determinism tests) */
+  digest?: boolean;
+}
+
+/** Figures of one run. */
+export interface RunStats {
+  seed: number;
+  profile: ProfileName;
+  nodes: number;
+  /** simulated ticks */
+  ticks: number;
+  /** terms that had a leader */
+  elections: number;
+  /** entries committed */
+  committed: number;
+  /** client proposals applied by the last leader's state machine... counted cluster-wide */
+  proposals: number;
+  delivered: number;
+  crashes: number;
+  events: number;
+  /** hash of every event (only with `digest` or `print`) */
+  digest: number;
+}
+
+/** The outcome of one run. */
+export interface RunResult {
+  violation: Violation | null;
+  stats: RunStats;
+  /** the last events before the violation, formatted (empty when none) */
+  trace: string[];
+}
+
+/** A liveness proposal made after healing. */
+interface LiveProposal {
+  key: string;
+  index: number;
+  term: number;
+  leader: NodeId;
+}
+
+/** A whole simulated cluster for one seed. */
+export class Simulation {
+  readonly seed: number;
+  readonly scenario: Scenario;
+  readonly checker = new SafetyChecker();
+  readonly trace: Trace;
+  readonly #rng: Rng;
+  readonly #net: Network;
+  readonly #nodes = new Map<NodeId, SimNode>();
+  readonly #plantedBugs: PlantedBugs | undefined;
+  #timing: Timing;
+  #failoverEnabled = true;
+  #now = 0;
+  #proposals = 0;
+  #reads = 0;
+  #nextId: NodeId;
+  #delivered = 0;
+  #crashes = 0;
+  #lagging: { node: NodeId; until: number } | null = null;
+  #lagPauseUntil = 0;
+  #healedAt = -1;
+  #backlogAtHeal = 0;
+  #live: LiveProposal[] = [];
+  #done = false;
+
+  constructor(seed: number, options: RunOptions = {}) {
+    this.seed = seed;
+    this.#rng = new Rng(deriveSeed(seed, 0));
+    this.scenario = chooseScenario(this.#rng, options);
+    this.#plantedBugs = options.plantedBugs;
+    this.trace = new Trace({ digest: options.digest, print: options.print });
+    this.#net = new Network(new Rng(deriveSeed(seed, 1)));
+    const s = this.scenario;
+    this.#net.conditions = {
+      lossRate: s.lossRate,
+      duplicateRate: s.duplicateRate,
+      delayMinTicks: 1,
+      delayMaxTicks: s.delayMaxTicks,
+    };
+    this.#timing = {
+      heartbeatTicks: s.heartbeatTicks,
+      electionTicks: s.electionTicks,
+      electionJitterTicks: s.electionJitterTicks,
+      appendBatchSize: s.appendBatchSize,
+      snapshotThreshold: s.snapshotThreshold,
+      maxInflight: s.maxInflight,
+    };
+    const founders: { id: NodeId; context: string }[] = [];
+    for (let id = 1; id <= s.nodes; id++) founders.push({ id, context: `n${id}` });
+    this.#nextId = s.nodes + 1;
+    for (const f of founders) {
+      this.#nodes.set(f.id, new SimNode(f.id, this.#rateOf(f.id), bootstrapState(founders)));
+    }
+  }
+
+  /** Run the seed to the end; returns the violation found, if any. */
+  run(): RunResult {
+    let violation: Violation | null = null;
+    try {
+      this.#event("start", 0, this.#describeScenario());
+      for (const node of this.#nodes.values()) this.#restart(node);
+      if (this.#rng.chance(0.5)) {
+        const first = this.#rng.pick([...this.#nodes.values()]);
+        this.#api(first, "campaign", (raft) => raft.campaign());
+      }
+      const s = this.scenario;
+      while (!this.#done) {
+        if (this.#now === s.faultTicks) this.#heal();
+        if (this.#now < s.faultTicks) this.#injectFaults();
+        this.#restartDueNodes();
+        this.#tickNodes();
+        this.#deliverDue();
+        if (this.#healedAt >= 0) this.#checkLiveness();
+        this.#now++;
+      }
+    } catch (e) {
+      if (!(e instanceof Violation)) throw e;
+      violation = e;
+      this.#event("VIOLATION", 0, e.message);
+    }
+    return {
+      violation,
+      stats: this.stats(),
+      trace: violation ? this.trace.lines() : [],
+    };
+  }
+
+  /** Figures so far. */
+  stats(): RunStats {
+    let proposals = 0;
+    for (const n of this.#nodes.values()) proposals = Math.max(proposals, n.disk.sm.proposals);
+    return {
+      seed: this.seed,
+      profile: this.scenario.profile,
+      nodes: this.scenario.nodes,
+      ticks: this.#now,
+      elections: this.checker.elections,
+      committed: this.checker.committedIndex,
+      proposals,
+      delivered: this.#delivered,
+      crashes: this.#crashes,
+      events: this.trace.count,
+      digest: this.trace.digest,
+    };
+  }
+
+  #describeScenario(): string {
+    const s = this.scenario;
+    return `seed=${this.seed} profile=${s.profile} nodes=${s.nodes} hb=${s.heartbeatTicks} ` +
+      `election=${s.electionTicks}+${s.electionJitterTicks} batch=${s.appendBatchSize} ` +
+      `inflight=${s.maxInflight} snapshotThreshold=${s.snapshotThreshold} faults=${s.faultTicks} ` +
+      `loss=${s.lossRate} dup=${s.duplicateRate} delay=1..${s.delayMaxTicks}`;
+  }
+
+  #rateOf(id: NodeId): number {
+    return this.scenario.tickRates[id - 1] ?? 1;
+  }
+
+  #event(kind: string, node: NodeId, detail: EventDetail = null): void {
+    this.trace.add(this.#now, kind, node, detail);
+  }
+
+  // ---- the loop ------------------------------------------------------------
+
+  #liveNodes(): SimNode[] {
+    const out: SimNode[] = [];
+    for (const n of this.#nodes.values()) if (n.up && !n.removed) out.push(n);
+    return out;
+  }
+
+  #tickNodes(): void {
+    const nodes = this.#rng.shuffle(this.#liveNodes());
+    for (const node of nodes) {
+      node.tickCredit += node.rate;
+      while (node.tickCredit >= 1 && node.up) {
+        node.tickCredit -= 1;
+        this.#api(node, "tick", (raft) => raft.tick(), true);
+      }
+    }
+  }
+
+  #deliverDue(): void {
+    for (let round = 0; round < 100; round++) {
+      const due = this.#net.takeDue(this.#now);
+      if (due.length === 0) return;
+      for (const envelope of due) this.#deliver(envelope);
+    }
+    throw new Violation("core exception", "messages kept arriving within one tick");
+  }
+
+  #deliver(envelope: Envelope): void {
+    const m = envelope.message;
+    const target = this.#nodes.get(m.to);
+    const sender = this.#nodes.get(m.from);
+    const senderSame = sender !== undefined && sender.up &&
+      sender.incarnation === envelope.senderIncarnation && !envelope.duplicate;
+    const reportSnapshot = (ok: boolean) => {
+      if (m.type === "snapshot_request" && senderSame) {
+        this.#api(
+          sender,
+          `reportSnapshot(${m.to}, ${ok})`,
+          (raft) => raft.reportSnapshot(m.to, ok),
+        );
+      }
+    };
+    // The transport of the sender sees a refused connection or a cut link.
+    const unreachable = (why: string) => {
+      this.#event(`drop(${why})`, m.to, m);
+      if (senderSame) {
+        this.#api(
+          sender,
+          `reportUnreachable(${m.to})`,
+          (raft) => raft.reportUnreachable(m.to),
+          true,
+        );
+      }
+      reportSnapshot(false);
+    };
+    if (target === undefined || !target.up || target.removed) {
+      unreachable("down");
+      return;
+    }
+    if (this.#net.isBlocked(m.from, m.to)) {
+      unreachable("partition");
+      return;
+    }
+    this.#delivered++;
+    this.#event(envelope.duplicate ? "deliver(dup)" : "deliver", m.to, m);
+    this.#api(target, "step", (raft) => raft.step(m), true);
+    reportSnapshot(true);
+  }
+
+  /**
+   * Call the core on `node`, then handle its Readies and check every property.
+   * Errors other than the documented API errors are core bugs.
+   */
+  #api(node: SimNode, what: string, call: (raft: RaftNode) => void, quiet = false): boolean {
+    const raft = node.raft;
+    if (raft === null) return false;
+    try {
+      call(raft);
+    } catch (e) {
+      if (
+        e instanceof NotLeaderError || e instanceof ProposalRejectedError ||
+        e instanceof ConfChangeError
+      ) {
+        this.#event(`${what} refused`, node.id, `${e.name}: ${e.message}`);
+        this.#afterStep(node);
+        return false;
+      }
+      throw this.#coreException(node, what, e);
+    }
+    if (!quiet) this.#event(what, node.id);
+    this.#afterStep(node);
+    return true;
+  }
+
+  #coreException(node: SimNode, what: string, e: unknown): Violation {
+    if (e instanceof Violation) return e;
+    const text = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+    const stack = e instanceof Error && e.stack ? `\n${e.stack}` : "";
+    return new Violation("core exception", `${what} on n${node.id} threw ${text}${stack}`);
+  }
+
+  #afterStep(node: SimNode): void {
+    try {
+      this.#handleReadies(node);
+      if (node.raft !== null) this.#observe(node, node.raft.status());
+    } catch (e) {
+      throw this.#coreException(node, "ready handling", e);
+    }
+  }
+
+  // ---- Ready handling (what the agent does) -----------------------------------
+
+  #handleReadies(node: SimNode): void {
+    for (let k = 0; k < READY_LOOP_MAX; k++) {
+      const raft = node.raft;
+      if (raft === null || !raft.hasReady()) return;
+      const rd = raft.ready();
+      this.#event("ready", node.id, rd);
+      const disk = node.disk;
+      const votes = rd.hardState !== null && rd.hardState.vote !== NONE &&
+        (rd.hardState.vote !== disk.hardState.vote || rd.hardState.term !== disk.hardState.term);
+      // A leader committing entries of earlier terms: Figure 8's dangerous moment.
+      const commits = node.role === "leader" &&
+        rd.committedEntries.some((e) => e.term < node.term);
+      const elected = rd.softState !== null && rd.softState.role === "leader";
+      const trigger = node.armed?.trigger;
+      const s = this.scenario;
+      const armed = trigger === "any" || (trigger === "vote" && votes) ||
+          (trigger === "commit" && commits) || (trigger === "elected" && elected)
+        ? node.armed!.point
+        : this.#healedAt < 0 && (
+            (elected && this.#rng.chance(s.pCrashOnElected)) ||
+            (commits && this.#rng.chance(s.pCrashOnCommit))
+          )
+        ? "before_persist"
+        : null;
+      if (
+        armed === "before_persist" &&
+        (rd.hardState !== null || rd.entries.length > 0 || rd.snapshot !== null || commits ||
+          elected)
+      ) {
+        // Sending runs in parallel with the write: some early messages made it out.
+        for (const m of rd.messagesBeforePersist) {
+          if (this.#rng.chance(0.5)) this.#send(node, m);
+        }
+        this.#crash(node, "crash before persisting");
+        return;
+      }
+      for (const m of rd.messagesBeforePersist) this.#send(node, m);
+      this.#persist(node, rd);
+      if (armed === "after_persist" && rd.messages.length > 0) {
+        this.#crash(node, "crash after persisting, before sending");
+        return;
+      }
+      for (const m of rd.messages) this.#send(node, m);
+      if (armed === "before_apply" && rd.committedEntries.length > 0) {
+        this.#crash(node, "crash after persisting and sending, before applying");
+        return;
+      }
+      this.#apply(node, rd);
+      raft.advance(rd);
+      this.#maybeSnapshot(node, raft);
+      const reports = node.reports;
+      node.reports = [];
+      for (const r of reports) {
+        if (r.ok === null) raft.reportUnreachable(r.peer);
+        else raft.reportSnapshot(r.peer, r.ok);
+      }
+    }
+    throw new Violation("core exception", `n${node.id} produced Readies without end`);
+  }
+
+  #send(node: SimNode, m: Message): void {
+    if (m.from !== node.id) {
+      throw new Violation("core exception", `n${node.id} sent a message from n${m.from}`);
+    }
+    if (m.type === "vote_response" && m.granted && !m.preVote) {
+      this.checker.observeVoteGranted(m.from, m.term, m.to);
+    }
+    const outcome = this.#nodes.has(m.to) ? this.#net.send(m, this.#now, node.incarnation) : "lost";
+    if (outcome !== "queued") {
+      this.#event(`drop(${outcome})`, node.id, m);
+      // A transport notices a cut link (not a silently lost message).
+      if (outcome === "blocked") node.reports.push({ peer: m.to, ok: null });
+      if (m.type === "snapshot_request") node.reports.push({ peer: m.to, ok: false });
+    }
+  }
+
+  #persist(node: SimNode, rd: Ready): void {
+    const disk = node.disk;
+    if (rd.snapshot !== null) this.#installSnapshot(node, rd.snapshot);
+    if (rd.entries.length > 0) this.#persistEntries(node, rd);
+    if (rd.hardState !== null) {
+      const hs = rd.hardState;
+      const old = disk.hardState;
+      if (hs.term < old.term) {
+        throw new Violation(
+          "storage contract",
+          `n${node.id} persists term ${hs.term} after term ${old.term}`,
+        );
+      }
+      if (hs.term === old.term && old.vote !== NONE && hs.vote !== old.vote) {
+        throw new Violation(
+          "vote safety",
+          `n${node.id} changes its term ${hs.term} vote from n${old.vote} to n${hs.vote}`,
+        );
+      }
+      if (hs.commit < old.commit) {
+        throw new Violation(
+          "commit index",
+          `n${node.id} persists commit ${hs.commit} after ${old.commit}`,
+        );
+      }
+      disk.hardState = { ...hs };
+    }
+  }
+
+  #installSnapshot(node: SimNode, snapshot: Snapshot): void {
+    const disk = node.disk;
+    const index = snapshot.meta.index;
+    if (index <= disk.sm.applied) {
+      throw new Violation(
+        "state machine safety",
+        `n${node.id} is told to install snapshot ${index} with ${disk.sm.applied} applied`,
+      );
+    }
+    const sm = decodeStateMachine(snapshot.data);
+    const want = this.checker.committedHash(index);
+    if (sm.applied !== index || want === undefined || sm.hash !== want) {
+      throw new Violation(
+        "state machine safety",
+        `n${node.id} installs snapshot ${index}:t${snapshot.meta.term} whose state ` +
+          `(applied ${sm.applied}, hash ${sm.hash}) is not the committed prefix (hash ${want})`,
+      );
+    }
+    // The snapshot and the state machine it holds become durable together.
+    disk.snapshot = snapshot;
+    disk.entries = [];
+    disk.sm = sm;
+    this.#event("install snapshot", node.id, `${index}:t${snapshot.meta.term}`);
+  }
+
+  #persistEntries(node: SimNode, rd: Ready): void {
+    const disk = node.disk;
+    const entries = rd.entries;
+    const first = entries[0]!.index;
+    if (first <= disk.snapshotIndex || first > disk.lastIndex + 1) {
+      throw new Violation(
+        "storage contract",
+        `n${node.id} appends at ${first} to a log holding ${
+          disk.snapshotIndex + 1
+        }..${disk.lastIndex}`,
+      );
+    }
+    for (let k = 0; k < entries.length; k++) {
+      const e = entries[k]!;
+      if (e.index !== first + k || e.term < 1) {
+        throw new Violation(
+          "storage contract",
+          `n${node.id} Ready.entries not contiguous at ${e.index}:t${e.term}`,
+        );
+      }
+    }
+    const stillLeader = node.role === "leader" &&
+      (rd.hardState === null || rd.hardState.term === node.term);
+    if (stillLeader && first <= disk.lastIndex) {
+      throw new Violation(
+        "leader append-only",
+        `leader n${node.id} of term ${node.term} overwrites its log from ${first} ` +
+          `(last ${disk.lastIndex}) with ${entryKey(entries[0]!)}`,
+      );
+    }
+    const prevTerm = disk.termAt(first - 1);
+    if (prevTerm === undefined) {
+      throw new Violation("storage contract", `n${node.id} has no term at ${first - 1}`);
+    }
+    this.checker.observeAppend(node.id, entries, prevTerm);
+    disk.entries.length = first - disk.snapshotIndex - 1;
+    for (const e of entries) disk.entries.push(e);
+  }
+
+  #apply(node: SimNode, rd: Ready): void {
+    const disk = node.disk;
+    for (const e of rd.committedEntries) {
+      if (e.index <= disk.sm.applied) {
+        throw new Violation(
+          "applied once",
+          `n${node.id} applies index ${e.index} again (applied ${disk.sm.applied})`,
+        );
+      }
+      if (e.index !== disk.sm.applied + 1) {
+        throw new Violation(
+          "state machine safety",
+          `n${node.id} applies index ${e.index} after ${disk.sm.applied}`,
+        );
+      }
+      const own = disk.entryAt(e.index);
+      const key = entryKey(e);
+      if (own !== undefined && entryKey(own) !== key) {
+        throw new Violation(
+          "state machine safety",
+          `n${node.id} applies ${key} at ${e.index} but its log holds ${entryKey(own)}`,
+        );
+      }
+      this.checker.observeApply(node.id, e);
+      disk.sm = {
+        applied: e.index,
+        hash: chainHash(disk.sm.hash, key),
+        proposals: disk.sm.proposals + (e.type === "normal" && e.data.length > 0 ? 1 : 0),
+      };
+    }
+    for (const r of rd.readStates) this.checker.observeReadState(node.id, r.context, r.index);
+  }
+
+  #maybeSnapshot(node: SimNode, raft: RaftNode): void {
+    const disk = node.disk;
+    if (!raft.snapshotDue() || disk.sm.applied <= disk.snapshotIndex) return;
+    const index = disk.sm.applied;
+    const term = disk.termAt(index);
+    const snapshot = raft.createSnapshot(index, encodeStateMachine(disk.sm));
+    if (snapshot.meta.index !== index || snapshot.meta.term !== term) {
+      throw new Violation(
+        "storage contract",
+        `n${node.id} createSnapshot(${index}) returned ${snapshot.meta.index}:t${snapshot.meta.term}, ` +
+          `the log has term ${term}`,
+      );
+    }
+    disk.entries = disk.entries.slice(index - disk.snapshotIndex);
+    disk.snapshot = snapshot;
+    this.#event("snapshot", node.id, `${index}:t${snapshot.meta.term}`);
+  }
+
+  // ---- checks after every step --------------------------------------------------
+
+  #observe(node: SimNode, st: Status): void {
+    if (st.commitIndex < node.commit) {
+      throw new Violation(
+        "commit index",
+        `n${node.id} commitIndex went from ${node.commit} to ${st.commitIndex}`,
+      );
+    }
+    if (st.commitIndex > st.lastIndex) {
+      throw new Violation(
+        "commit index",
+        `n${node.id} commitIndex ${st.commitIndex} beyond its lastIndex ${st.lastIndex}`,
+      );
+    }
+    if (st.role === "leader") {
+      if (node.role === "leader" && node.term === st.term && st.lastIndex < node.lastIndex) {
+        throw new Violation(
+          "leader append-only",
+          `leader n${node.id} of term ${st.term}: lastIndex went from ${node.lastIndex} to ${st.lastIndex}`,
+        );
+      }
+      if (this.checker.observeLeader(node.id, st.term)) {
+        this.#event("elected", node.id, `term ${st.term} last=${st.lastIndex}:t${st.lastTerm}`);
+        this.checker.checkLeaderCompleteness(node.id, st.term, node.disk);
+      }
+      this.checker.observeLeaderCommit(node.id, st.term, st.commitIndex, node.disk);
+    }
+    node.commit = st.commitIndex;
+    node.role = st.role;
+    node.term = st.term;
+    node.lastIndex = st.lastIndex;
+    node.leaderId = st.leaderId;
+    node.voters = st.membership.voters;
+    node.learners = st.membership.learners;
+    if (st.removed && !node.removed) {
+      node.removed = true;
+      this.#event("removed", node.id);
+    }
+  }
+
+  // ---- crashes -------------------------------------------------------------------
+
+  #crash(node: SimNode, why: string, downTicks?: number): void {
+    if (!node.up) return;
+    node.raft = null;
+    node.armed = null;
+    node.reports = [];
+    node.restartAt = this.#now +
+      (downTicks ??
+        this.#rng.range(
+          this.scenario.profile === "vote_crash" ? 0 : 1,
+          this.scenario.downTicksMax,
+        ));
+    this.#crashes++;
+    this.#event(why, node.id, `restart at t=${node.restartAt}`);
+  }
+
+  #restart(node: SimNode): void {
+    node.incarnation++;
+    const random = new Rng(deriveSeed(this.seed, 2, node.id, node.incarnation));
+    const state = node.disk.persistentState();
+    try {
+      node.raft = new RaftNode({
+        id: node.id,
+        ...this.#timing,
+        failoverEnabled: this.#failoverEnabled,
+        randomInt: (n) => random.int(n),
+        plantedBugs: this.#plantedBugs,
+      }, state);
+    } catch (e) {
+      throw this.#coreException(node, "restart", e);
+    }
+    node.commit = state.hardState.commit;
+    node.role = "follower";
+    node.term = state.hardState.term;
+    node.lastIndex = 0;
+    node.tickCredit = 0;
+    this.#event(
+      node.incarnation === 1 ? "boot" : "restart",
+      node.id,
+      `term=${state.hardState.term} vote=${state.hardState.vote} commit=${state.hardState.commit} ` +
+        `snapshot=${node.disk.snapshotIndex} last=${node.disk.lastIndex} applied=${state.applied}`,
+    );
+    this.#afterStep(node);
+  }
+
+  #restartDueNodes(): void {
+    for (const node of this.#nodes.values()) {
+      if (!node.up && !node.removed && node.restartAt <= this.#now) this.#restart(node);
+    }
+  }
+
+  // ---- faults and client activity --------------------------------------------------
+
+  /** The leader of the highest term among live nodes, if any. */
+  #leader(): SimNode | undefined {
+    let best: SimNode | undefined;
+    for (const n of this.#nodes.values()) {
+      if (n.up && !n.removed && n.role === "leader" && (best === undefined || n.term > best.term)) {
+        best = n;
+      }
+    }
+    return best;
+  }
+
+  #injectFaults(): void {
+    const s = this.scenario;
+    const rng = this.#rng;
+    const live = this.#liveNodes();
+    if (live.length === 0) return;
+    if (rng.chance(s.pPropose)) {
+      const target = rng.chance(0.9) ? this.#leader() ?? rng.pick(live) : rng.pick(live);
+      this.#propose(target);
+    }
+    if (rng.chance(s.pCrash)) this.#crash(rng.pick(live), "crash");
+    if (rng.chance(s.pCrashLeader)) {
+      const leader = this.#leader();
+      if (leader) this.#crash(leader, "crash leader");
+    }
+    if (rng.chance(s.pArmCrash)) {
+      const node = rng.pick(live);
+      node.armed = { point: rng.pick(s.armPoints), trigger: rng.pick(s.armTriggers) };
+      this.#event("arm crash", node.id, `${node.armed.point} on ${node.armed.trigger}`);
+    }
+    if (!this.#net.partitioned && rng.chance(s.pPartition)) this.#partition();
+    else if (this.#net.partitioned && this.#lagging === null && rng.chance(s.pHeal)) {
+      this.#net.heal();
+      this.#event("heal partition", 0);
+    }
+    if (s.lagTicks > 0) this.#lag();
+    if (rng.chance(s.pAddNode)) this.#addNode();
+    if (rng.chance(s.pRemoveNode)) this.#removeNode();
+    if (rng.chance(s.pTransfer)) {
+      const leader = this.#leader();
+      if (leader) {
+        const target = rng.pick(leader.voters.length > 0 ? leader.voters : [leader.id]);
+        this.#api(
+          leader,
+          `transferLeadership(${target})`,
+          (raft) => raft.transferLeadership(target),
+        );
+      }
+    }
+    if (rng.chance(s.pFailoverPause)) this.#setFailover(!this.#failoverEnabled);
+    if (rng.chance(s.pReadIndex)) {
+      const leader = this.#leader();
+      if (leader) {
+        const context = `r${++this.#reads}`;
+        this.checker.observeReadStart(context);
+        this.#api(leader, `readIndex(${context})`, (raft) => raft.readIndex(context));
+      }
+    }
+    if (rng.chance(s.pRetune)) this.#retune();
+  }
+
+  #propose(node: SimNode): boolean {
+    const payload = `s${this.seed}-${++this.#proposals}`;
+    return this.#api(node, `propose ${payload}`, (raft) => raft.propose(ENCODER.encode(payload)));
+  }
+
+  #partition(): void {
+    const rng = this.#rng;
+    const ids = rng.shuffle([...this.#nodes.values()].filter((n) => !n.removed).map((n) => n.id));
+    if (ids.length < 2) return;
+    const kind = rng.pick(["split", "one-way", "isolate leader", "bridge"] as const);
+    const net = this.#net;
+    if (kind === "split") {
+      const cut = rng.range(1, ids.length - 1);
+      net.blockBetween(ids.slice(0, cut), ids.slice(cut));
+      this.#event("partition split", 0, `${ids.slice(0, cut)} | ${ids.slice(cut)}`);
+    } else if (kind === "one-way") {
+      const from = ids[0]!;
+      const to = ids.slice(1, rng.range(2, ids.length));
+      for (const t of to) net.block(from, t);
+      this.#event("partition one-way", 0, `${from} ↛ ${to}`);
+    } else if (kind === "isolate leader") {
+      const leader = this.#leader()?.id ?? ids[0]!;
+      net.blockBetween([leader], ids.filter((id) => id !== leader));
+      this.#event("partition isolate", leader);
+    } else {
+      if (ids.length < 3) return;
+      const bridge = ids[0]!;
+      const rest = ids.slice(1);
+      const cut = rng.range(1, rest.length - 1);
+      net.blockBetween(rest.slice(0, cut), rest.slice(cut));
+      this.#event("partition bridge", bridge, `${rest.slice(0, cut)} | ${rest.slice(cut)}`);
+    }
+  }
+
+  /** `lagging`: cut one node off for a while; when it returns, take the leader away. */
+  #lag(): void {
+    const lag = this.#lagging;
+    if (lag === null) {
+      if (this.#now < this.#lagPauseUntil) return;
+      const leader = this.#leader();
+      const others = this.#liveNodes().filter((n) => n !== leader);
+      if (leader === undefined || others.length === 0) return;
+      const node = this.#rng.pick(others);
+      const ids = [...this.#nodes.keys()].filter((id) => id !== node.id);
+      this.#net.heal();
+      this.#net.blockBetween([node.id], ids);
+      this.#lagging = { node: node.id, until: this.#now + this.scenario.lagTicks };
+      this.#event("lag start", node.id, `until t=${this.#lagging.until}`);
+    } else if (this.#now >= lag.until) {
+      this.#net.heal();
+      this.#lagging = null;
+      this.#event("lag end", lag.node);
+      const leader = this.#leader();
+      if (leader) {
+        if (this.#rng.chance(0.5)) this.#crash(leader, "crash leader");
+        else {
+          const ids = [...this.#nodes.keys()].filter((id) => id !== leader.id);
+          this.#net.blockBetween([leader.id], ids);
+          this.#event("partition isolate", leader.id);
+        }
+      }
+      // Stay whole for a while before the next lag.
+      this.#lagPauseUntil = this.#now + this.#rng.range(20, 60);
+    }
+  }
+
+  #addNode(): void {
+    const leader = this.#leader();
+    if (!leader || this.#nextId > this.scenario.nodes + ADDED_NODES_MAX) return;
+    const id = this.#nextId;
+    const ok = this.#api(
+      leader,
+      `proposeConfChange(add_learner ${id})`,
+      (raft) => raft.proposeConfChange({ kind: "add_learner", nodeId: id, context: `n${id}` }),
+    );
+    if (!ok) return;
+    this.#nextId++;
+    const node = new SimNode(id, this.#rateOf(id), emptyState());
+    this.#nodes.set(id, node);
+    this.#restart(node);
+  }
+
+  #removeNode(): void {
+    const leader = this.#leader();
+    if (!leader) return;
+    const candidates = leader.voters.length > 3 ? [...leader.voters, ...leader.learners] : [
+      ...leader.learners,
+    ];
+    if (candidates.length === 0) return;
+    // Removing the leader itself is the interesting case: favour it.
+    const id = leader.voters.length > 3 && this.#rng.chance(0.3)
+      ? leader.id
+      : this.#rng.pick(candidates);
+    this.#api(
+      leader,
+      `proposeConfChange(remove_node ${id})`,
+      (raft) => raft.proposeConfChange({ kind: "remove_node", nodeId: id, context: "" }),
+    );
+  }
+
+  #setFailover(enabled: boolean): void {
+    this.#failoverEnabled = enabled;
+    this.#event(enabled ? "failover on" : "failover off", 0);
+    for (const node of this.#liveNodes()) {
+      this.#api(node, `setFailoverEnabled(${enabled})`, (raft) => raft.setFailoverEnabled(enabled));
+    }
+  }
+
+  #retune(): void {
+    const rng = this.#rng;
+    this.#timing = {
+      ...this.#timing,
+      appendBatchSize: rng.pick([1, 2, 4, 16, 64]),
+      maxInflight: rng.pick([1, 2, 4, 16]),
+      snapshotThreshold: rng.pick([20, 30, 50, 100000]),
+    };
+    const t = this.#timing;
+    this.#event(
+      "retune",
+      0,
+      `batch=${t.appendBatchSize} inflight=${t.maxInflight} snap=${t.snapshotThreshold}`,
+    );
+    for (const node of this.#liveNodes()) {
+      this.#api(node, "setTiming", (raft) => raft.setTiming(t));
+    }
+  }
+
+  // ---- healing and liveness ---------------------------------------------------------
+
+  #heal(): void {
+    this.#healedAt = this.#now;
+    this.#net.heal();
+    this.#lagging = null;
+    this.#net.conditions = { lossRate: 0, duplicateRate: 0, delayMinTicks: 1, delayMaxTicks: 2 };
+    let last = 0;
+    let applied = Infinity;
+    for (const n of this.#nodes.values()) {
+      if (n.removed) continue;
+      last = Math.max(last, n.disk.lastIndex);
+      applied = Math.min(applied, n.disk.sm.applied);
+    }
+    this.#backlogAtHeal = Math.max(0, last - applied);
+    this.#event("HEAL", 0, "no partition, no loss, every node up, failover on");
+    for (const node of this.#nodes.values()) {
+      node.armed = null;
+      if (!node.up && !node.removed) this.#restart(node);
+    }
+    if (!this.#failoverEnabled) this.#setFailover(true);
+  }
+
+  /**
+   * Ticks after healing within which a proposal must be applied everywhere:
+   * 10 election timeouts of the slowest node, plus time to ship the backlog
+   * (entries some node holds beyond what the least advanced node applied) at
+   * one batch per round trip.
+   */
+  livenessBoundTicks(): number {
+    const s = this.scenario;
+    let slowest = 1;
+    for (const n of this.#nodes.values()) slowest = Math.max(slowest, 1 / n.rate);
+    const roundTripTicks = 2 * this.#net.conditions.delayMaxTicks + 1;
+    const batches = Math.ceil(this.#backlogAtHeal / Math.max(1, this.#timing.appendBatchSize));
+    return Math.ceil(10 * (s.electionTicks + s.electionJitterTicks) * slowest) +
+      batches * roundTripTicks;
+  }
+
+  #checkLiveness(): void {
+    const leader = this.#leader();
+    if (leader !== undefined) {
+      const pending = this.#live.some((p) =>
+        p.leader === leader.id && p.term === leader.term &&
+        (this.checker.committedKey(p.index) ?? p.key) === p.key
+      );
+      if (!pending) {
+        const payload = `s${this.seed}-live${this.#live.length + 1}`;
+        const raft = leader.raft!;
+        try {
+          const at = raft.propose(ENCODER.encode(payload));
+          this.#live.push({
+            key: `${at.term}/n/${payload}`,
+            index: at.index,
+            term: at.term,
+            leader: leader.id,
+          });
+          this.#event("propose (liveness)", leader.id, `${payload} at ${at.index}:t${at.term}`);
+        } catch (e) {
+          if (!(e instanceof NotLeaderError || e instanceof ProposalRejectedError)) {
+            throw this.#coreException(leader, "propose", e);
+          }
+          this.#event("propose (liveness) refused", leader.id, String(e));
+        }
+        this.#afterStep(leader);
+      }
+      const members = [...leader.voters, ...leader.learners];
+      for (const p of this.#live) {
+        if (this.checker.committedKey(p.index) !== p.key) continue;
+        const all = members.every((id) => {
+          const n = this.#nodes.get(id);
+          return n === undefined || n.removed || n.disk.sm.applied >= p.index;
+        });
+        if (all) {
+          this.#event("liveness ok", leader.id, `${p.key} applied by ${members}`);
+          this.#done = true;
+          return;
+        }
+      }
+    }
+    if (this.#now - this.#healedAt > this.livenessBoundTicks()) {
+      const states = [...this.#nodes.values()].map((n) =>
+        `n${n.id}:${n.up ? n.role : "down"}${n.removed ? "(removed)" : ""} t${n.term} ` +
+        `commit=${n.commit} applied=${n.disk.sm.applied} last=${n.disk.lastIndex}`
+      );
+      const leaderNow = this.#leader();
+      const progress = leaderNow?.raft?.status().progress.map((p) =>
+        `n${p.id}:${p.state} match=${p.matchIndex} next=${p.nextIndex} inflight=${p.inflight}`
+      ).join(", ") ?? "no leader";
+      throw new Violation(
+        "liveness",
+        `no proposal applied on every member ${this.livenessBoundTicks()} ticks after healing ` +
+          `(backlog ${this.#backlogAtHeal}) ` +
+          `(healed at t=${this.#healedAt}); ${states.join("; ")}; leader progress: ${progress}`,
+      );
+    }
+  }
+}
+
+/**
+ * Run one seed.
+ *
+ * @param seed determines everything about the run
+ * @param options overrides and planted bugs
+ * @returns the violation (null when every property held) and figures
+ * @example
+ * ```ts
+ * const { violation } = runSeed(1);
+ * console.assert(violation === null);
+ * ```
+ */
+export function runSeed(seed: number, options: RunOptions = {}): RunResult {
+  return new Simulation(seed, options).run();
+}
