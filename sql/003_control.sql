@@ -181,9 +181,17 @@ language plpgsql volatile as $$
 declare
   s pgraft.node_status;
   last_seen timestamptz;
+  deadline timestamptz := clock_timestamp() + interval '2 seconds';
 begin
-  select * into s from pgraft.live_status();
-  if not found then
+  -- A missing or failing status is often transient (a terminated session, a
+  -- restarting server): give the agent up to 2 s to come back before reporting.
+  loop
+    select * into s from pgraft.live_status();
+    exit when found and s.storage_ok;
+    exit when clock_timestamp() > deadline;
+    perform pg_sleep(0.005);
+  end loop;
+  if s.node_id is null then
     select updated_at into last_seen from pgraft.node_status;
     raise exception 'pgraft agent is not running on this node'
       using errcode = '55000',
@@ -216,6 +224,65 @@ begin
             hint = 'Check SELECT * FROM pgraft_get_nodes(); a majority of voters must be running and '
                    'reachable, and SELECT * FROM pgraft_get_events(); for elections.';
   end if;
+end
+$$;
+
+-- The agent's writes to the control schema: each one is ONE statement (a call
+-- of one of these functions), atomic without a client-side transaction, so a
+-- session terminated mid-write cannot leave the driver inside one.
+
+create function pgraft.publish_status(rows jsonb) returns void
+language plpgsql volatile as $$
+begin
+  -- Two publishers at once (a command's outcome and the periodic refresh) take turns.
+  perform pg_advisory_xact_lock(7236841172050240);
+  delete from pgraft.node_status;
+  insert into pgraft.node_status
+  select * from jsonb_populate_record(null::pgraft.node_status,
+                                      rows->'node' || jsonb_build_object('updated_at', clock_timestamp()));
+  delete from pgraft.member_status;
+  insert into pgraft.member_status
+  select * from jsonb_populate_recordset(null::pgraft.member_status, rows->'members');
+  delete from pgraft.log_stats;
+  insert into pgraft.log_stats select * from jsonb_populate_record(null::pgraft.log_stats, rows->'stats');
+end
+$$;
+
+-- Record a command's outcome and, in the same statement, the status that goes with it.
+create function pgraft.finish_command(p_command_id bigint, p_ok boolean, p_result jsonb, p_error text,
+                                      p_status jsonb)
+returns void
+language plpgsql volatile as $$
+begin
+  if p_status is not null then
+    perform pgraft.publish_status(p_status);
+  end if;
+  update pgraft.commands
+     set status = case when p_ok then 'done' else 'failed' end,
+         result = case when p_ok then p_result end,
+         error = case when p_ok then null else p_error end,
+         finished_at = clock_timestamp()
+   where command_id = p_command_id;
+end
+$$;
+
+create function pgraft.publish_config(rows jsonb) returns void
+language plpgsql volatile as $$
+begin
+  delete from pgraft.effective_config;
+  insert into pgraft.effective_config
+  select * from jsonb_populate_recordset(null::pgraft.effective_config, rows);
+end
+$$;
+
+create function pgraft.insert_events(rows jsonb, kept_max int) returns void
+language plpgsql volatile as $$
+begin
+  insert into pgraft.events (event_timestamp, event_type, term, node_id, detail)
+  select x.event_timestamp, x.event_type, x.term, x.node_id, coalesce(x.detail, '')
+    from jsonb_to_recordset(rows)
+      as x(event_timestamp timestamptz, event_type text, term bigint, node_id int, detail text);
+  delete from pgraft.events where event_id <= (select max(event_id) - kept_max from pgraft.events);
 end
 $$;
 
@@ -406,7 +473,8 @@ begin
             hint = 'pgraft_init() bootstraps a new cluster once; add more nodes with pgraft_add_node() on the leader.';
   end if;
   if exists (select 1 from pgraft.commands where kind = 'init' and status in ('pending', 'running')) then
-    raise exception 'pgraft_init() is already running on node %', s.node_id using errcode = '55000';
+    raise exception 'pgraft_init() is already running on node %', s.node_id
+      using errcode = '55000', hint = 'Wait for it to finish, then SELECT pgraft_is_leader();';
   end if;
   perform pgraft.enqueue('init', '{}');
   return true;
@@ -418,7 +486,7 @@ language plpgsql immutable as $$
 begin
   if node_id is null or node_id < 1 then
     raise exception 'invalid node_id: % (expected 1..2147483647)', coalesce(node_id::text, 'NULL')
-      using errcode = '22023';
+      using errcode = '22023', hint = 'Node ids are positive integers, the pgraft.node_id of each agent.';
   end if;
 end
 $$;
@@ -432,7 +500,8 @@ begin
   perform pgraft.await_commands();
   perform pgraft.check_node_id(node_id);
   if address is null or btrim(address) = '' then
-    raise exception 'invalid address: it must be a host name or IP address' using errcode = '22023';
+    raise exception 'invalid address: it must be a host name or IP address' using errcode = '22023',
+      hint = 'Give the address other agents use to reach this node, e.g. ''10.0.0.12''.';
   end if;
   if address !~ '^[A-Za-z0-9._:\-\[\]]+$' then
     raise exception 'invalid address: "%"', address
@@ -453,7 +522,8 @@ begin
    where m.address = pgraft_add_node.address and m.port = pgraft_add_node.port;
   if found then
     raise exception 'address %:% is already used by node %', address, port, clash.node_id
-      using errcode = '23505';
+      using errcode = '23505',
+            hint = 'Each agent needs its own address and port (pgraft.address, pgraft.port in its postgresql.conf).';
   end if;
   perform pgraft.enqueue('add_node', jsonb_build_object('node_id', node_id, 'address', address, 'port', port));
   return true;
@@ -522,7 +592,8 @@ declare
 begin
   perform pgraft.await_commands();
   if value is null then
-    raise exception 'invalid value for %: NULL', short_name using errcode = '22023';
+    raise exception 'invalid value for %: NULL', short_name using errcode = '22023',
+      hint = 'Pass the value as text, e.g. pgraft_set_config(''election_timeout'', ''1000ms'').';
   end if;
   select * into spec from pgraft.effective_config c where c.name = short_name;
   if not found then
@@ -568,6 +639,19 @@ begin
                      else null end;
   end;
   s := pgraft.require_agent();
+  -- election_timeout must stay at least twice heartbeat_interval (the agent checks again).
+  if short_name = 'election_timeout' and number < 2 * s.heartbeat_interval_ms then
+    raise exception 'election_timeout (% ms) must be at least twice heartbeat_interval (% ms)',
+        number, s.heartbeat_interval_ms
+      using errcode = '22023',
+            hint = 'Raise election_timeout, or lower heartbeat_interval first; 5x or more is recommended.';
+  end if;
+  if short_name = 'heartbeat_interval' and 2 * number > s.election_timeout_ms then
+    raise exception 'heartbeat_interval (% ms) must be at most half of election_timeout (% ms)',
+        number, s.election_timeout_ms
+      using errcode = '22023',
+            hint = 'Lower heartbeat_interval, or raise election_timeout first; 5x or more is recommended.';
+  end if;
   perform pgraft.require_leader(s);
   perform pgraft.enqueue('set_config', jsonb_build_object('name', short_name, 'value', value));
   return true;

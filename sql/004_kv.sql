@@ -8,10 +8,12 @@ create function pgraft.check_kv_key(key text) returns void
 language plpgsql immutable as $$
 begin
   if key is null or key = '' then
-    raise exception 'invalid key: it must be a non-empty string' using errcode = '22023';
+    raise exception 'invalid key: it must be a non-empty string' using errcode = '22023',
+      hint = 'Keys are non-empty text, e.g. ''config/feature-x''.';
   end if;
   if octet_length(key) > 1024 then
-    raise exception 'key too long: % bytes (at most 1024)', octet_length(key) using errcode = '22001';
+    raise exception 'key too long: % bytes (at most 1024)', octet_length(key) using errcode = '22001',
+      hint = 'Use a shorter key; keep large data in the value.';
   end if;
 end
 $$;
@@ -28,7 +30,8 @@ begin
       hint = 'Use pgraft_kv_delete(key) to remove a key.';
   end if;
   if octet_length(value) > 1048576 then
-    raise exception 'value too large: % bytes (at most 1048576)', octet_length(value) using errcode = '22001';
+    raise exception 'value too large: % bytes (at most 1048576)', octet_length(value) using errcode = '22001',
+      hint = 'Values are limited to 1 MiB; store large objects elsewhere and keep a reference here.';
   end if;
   s := pgraft.require_agent();
   perform pgraft.require_leader(s);

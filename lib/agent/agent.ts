@@ -88,6 +88,8 @@ export class Agent {
   #publishTimer: ReturnType<typeof setInterval> | undefined;
   #commands!: CommandExecutor;
   #storageOk = true;
+  /** the leader that last told this node to campaign at once (a transfer), and when */
+  #handoverFrom: { from: number; at: number } | null = null;
   #stopping = false;
   #stopped: Promise<void> | null = null;
   #lastContactFrom = new Map<number, number>();
@@ -365,7 +367,10 @@ export class Agent {
   #receive(messages: Message[]): void {
     this.#stats.rpcReceived += messages.length;
     const now = performance.now();
-    for (const m of messages) this.#lastContactFrom.set(m.from, now);
+    for (const m of messages) {
+      this.#lastContactFrom.set(m.from, now);
+      if (m.type === "timeout_now") this.#handoverFrom = { from: m.from, at: now };
+    }
     if (this.#stopping && !this.#driver) return;
     this.#driver.input(() => {
       for (const m of messages) this.#driver.node.step(m);
@@ -581,6 +586,17 @@ export class Agent {
           detail: `node ${next.leaderId} leads term ${term}`,
         });
         this.log.info("leader known", { leader: next.leaderId });
+        const handover = this.#handoverFrom;
+        this.#handoverFrom = null;
+        if (
+          next.leaderId === this.nodeId && handover &&
+          performance.now() - handover.at < 2 * this.#settings.electionTimeoutMs
+        ) {
+          this.event("leadership_transferred", {
+            nodeId: this.nodeId,
+            detail: `node ${handover.from} handed leadership to node ${this.nodeId} (term ${term})`,
+          });
+        }
       } else {
         this.#leaderSince = null;
         this.#noLeaderSince = new Date();

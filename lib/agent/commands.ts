@@ -45,6 +45,12 @@ export class CommandError extends Error {
 }
 
 /** Runs commands one at a time, oldest first. */
+/** Delay before retrying a failed read or write of pgraft.commands. */
+const COMMAND_RETRY_MS = 50;
+
+/** Attempts to record a command's outcome (about 5 s of retries). */
+const COMMAND_RECORD_ATTEMPTS_MAX = 100;
+
 export class CommandExecutor {
   #agent: Agent;
   #draining: Promise<void> | null = null;
@@ -58,6 +64,7 @@ export class CommandExecutor {
   }
 
   /** Look for pending commands (after a NOTIFY, at start, and on a slow timer). */
+  /** Ask for the pending commands again (also after a missed notification). */
   poll(): void {
     if (this.#stopped) return;
     if (this.#draining) {
@@ -83,7 +90,9 @@ export class CommandExecutor {
     try {
       rows = await agent.control.pendingCommands();
     } catch (error) {
+      // A terminated session or a restarting server: try again shortly.
       agent.log.warn("cannot read pgraft.commands", { error: String(error) });
+      if (!this.#stopped) setTimeout(() => this.poll(), COMMAND_RETRY_MS);
       return;
     }
     for (const row of rows) {
@@ -109,14 +118,22 @@ export class CommandExecutor {
       });
       agent.log.warn("command failed", { command: row.commandId, kind: row.kind, error: message });
     }
-    try {
-      await agent.control.flushEvents().catch(() => {});
-      await agent.control.finishCommand(row.commandId, outcome, agent.statusSnapshot());
-    } catch (error) {
-      agent.log.warn("cannot record a command's outcome", {
-        command: row.commandId,
-        error: String(error),
-      });
+    // The outcome is known: record it, retrying through transient storage errors
+    // (running the command again would repeat its effect).
+    for (let attempt = 1;; attempt++) {
+      try {
+        await agent.control.flushEvents().catch(() => {});
+        await agent.control.finishCommand(row.commandId, outcome, agent.statusSnapshot());
+        return;
+      } catch (error) {
+        agent.log.warn("cannot record a command's outcome", {
+          command: row.commandId,
+          attempt,
+          error: String(error),
+        });
+        if (this.#stopped || attempt >= COMMAND_RECORD_ATTEMPTS_MAX) return;
+        await new Promise((r) => setTimeout(r, COMMAND_RETRY_MS));
+      }
     }
   }
 

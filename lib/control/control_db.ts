@@ -174,47 +174,38 @@ export class ControlDb {
     outcome: { ok: true; result: unknown } | { ok: false; error: string },
     status: StatusSnapshot | null,
   ): Promise<void> {
-    await this.#sql.begin(async (tx) => {
-      if (status) await publishIn(tx, status);
-      if (outcome.ok) {
-        await tx`update pgraft.commands
-                    set status = 'done', result = ${tx.json(outcome.result as postgres.JSONValue)},
-                        finished_at = clock_timestamp()
-                  where command_id = ${commandId}`;
-      } else {
-        await tx`update pgraft.commands
-                    set status = 'failed', error = ${outcome.error}, finished_at = clock_timestamp()
-                  where command_id = ${commandId}`;
-      }
-    });
+    // One statement (a function): atomic without a client-side transaction,
+    // so a terminated session cannot leave the driver inside one (DESIGN.md traps).
+    const rows = status ? this.#sql.json(statusRows(status)) : null;
+    const result = outcome.ok
+      ? this.#sql.json((outcome.result ?? null) as postgres.JSONValue)
+      : null;
+    const error = outcome.ok ? null : outcome.error;
+    await this
+      .#sql`select pgraft.finish_command(${commandId}, ${outcome.ok}, ${result}, ${error}, ${rows})`;
   }
 
   /** Replace the published status. */
   async publish(status: StatusSnapshot): Promise<void> {
-    await this.#sql.begin((tx) => publishIn(tx, status));
+    await this.#sql`select pgraft.publish_status(${this.#sql.json(statusRows(status))})`;
   }
 
   /** Replace pgraft.effective_config. */
   async publishConfig(rows: EffectiveConfigRow[]): Promise<void> {
-    await this.#sql.begin(async (tx) => {
-      await tx`delete from pgraft.effective_config`;
-      if (rows.length === 0) return;
-      await tx`insert into pgraft.effective_config ${
-        tx(rows.map((r) => ({
-          name: r.name,
-          setting: r.setting,
-          unit: r.unit,
-          scope: r.scope,
-          source: r.source,
-          sourcefile: r.sourcefile,
-          sourceline: r.sourceline,
-          value_type: r.valueType,
-          min_value: r.minValue,
-          max_value: r.maxValue,
-          description: r.description,
-        })))
-      }`;
-    });
+    const json = rows.map((r) => ({
+      name: r.name,
+      setting: r.setting,
+      unit: r.unit,
+      scope: r.scope,
+      source: r.source,
+      sourcefile: r.sourcefile,
+      sourceline: r.sourceline,
+      value_type: r.valueType,
+      min_value: r.minValue,
+      max_value: r.maxValue,
+      description: r.description,
+    }));
+    await this.#sql`select pgraft.publish_config(${this.#sql.json(json)})`;
   }
 
   /** Queue an event; {@link flushEvents} writes the queue. */
@@ -247,11 +238,8 @@ export class ControlDb {
         detail: `${dropped} events were dropped while PostgreSQL was unreachable`,
       });
     }
-    await this.#sql.begin(async (tx) => {
-      await tx`insert into pgraft.events ${tx(rows)}`;
-      await tx`delete from pgraft.events
-                where event_id <= (select max(event_id) - ${EVENTS_KEPT_MAX} from pgraft.events)`;
-    });
+    const json = JSON.parse(JSON.stringify(rows)) as postgres.JSONValue;
+    await this.#sql`select pgraft.insert_events(${this.#sql.json(json)}, ${EVENTS_KEPT_MAX})`;
     this.#pendingEvents.splice(0, batch.length);
     this.#eventsDropped -= dropped;
   }
@@ -262,10 +250,12 @@ export class ControlDb {
   }
 }
 
-async function publishIn(tx: postgres.TransactionSql, status: StatusSnapshot): Promise<void> {
+/** The status as rows keyed by column name, for pgraft.publish_status(). */
+function statusRows(status: StatusSnapshot): postgres.JSONValue {
   const n = status.node;
-  await tx`insert into pgraft.node_status ${
-    tx({
+  const s = status.stats;
+  const rows = {
+    node: {
       singleton: true,
       node_id: n.nodeId,
       address: n.address,
@@ -292,42 +282,21 @@ async function publishIn(tx: postgres.TransactionSql, status: StatusSnapshot): P
       agent_started_at: n.agentStartedAt,
       agent_version: n.agentVersion,
       stale_after_ms: n.staleAfterMs,
-    })
-  }
-  on conflict (singleton) do update set
-    node_id = excluded.node_id, address = excluded.address, port = excluded.port,
-    role = excluded.role, term = excluded.term, leader_id = excluded.leader_id,
-    commit_index = excluded.commit_index, last_applied = excluded.last_applied,
-    first_index = excluded.first_index, last_index = excluded.last_index,
-    snapshot_index = excluded.snapshot_index, quorum_met = excluded.quorum_met,
-    elections_triggered = excluded.elections_triggered, failover_enabled = excluded.failover_enabled,
-    cluster_id = excluded.cluster_id, cluster_name = excluded.cluster_name,
-    storage_ok = excluded.storage_ok, heartbeat_interval_ms = excluded.heartbeat_interval_ms,
-    election_timeout_ms = excluded.election_timeout_ms, no_leader_since = excluded.no_leader_since,
-    leader_since = excluded.leader_since, agent_pid = excluded.agent_pid,
-    agent_started_at = excluded.agent_started_at, agent_version = excluded.agent_version,
-    stale_after_ms = excluded.stale_after_ms, updated_at = clock_timestamp()`;
-  await tx`delete from pgraft.member_status`;
-  if (status.members.length > 0) {
-    await tx`insert into pgraft.member_status ${
-      tx(status.members.map((m) => ({
-        node_id: m.nodeId,
-        address: m.address,
-        port: m.port,
-        state: m.state,
-        is_voter: m.isVoter,
-        match_index: m.matchIndex,
-        next_index: m.nextIndex,
-        commit_index: m.commitIndex,
-        last_contact_at: m.lastContactAt,
-        lag_entries: m.lagEntries,
-        lag_bytes: m.lagBytes,
-      })))
-    }`;
-  }
-  const s = status.stats;
-  await tx`insert into pgraft.log_stats ${
-    tx({
+    },
+    members: status.members.map((m) => ({
+      node_id: m.nodeId,
+      address: m.address,
+      port: m.port,
+      state: m.state,
+      is_voter: m.isVoter,
+      match_index: m.matchIndex,
+      next_index: m.nextIndex,
+      commit_index: m.commitIndex,
+      last_contact_at: m.lastContactAt,
+      lag_entries: m.lagEntries,
+      lag_bytes: m.lagBytes,
+    })),
+    stats: {
       singleton: true,
       entries_appended: s.entriesAppended,
       entries_committed: s.entriesCommitted,
@@ -346,16 +315,8 @@ async function publishIn(tx: postgres.TransactionSql, status: StatusSnapshot): P
       avg_append_batch: s.avgAppendBatch,
       persist_p50_ms: s.persistP50Ms,
       persist_p99_ms: s.persistP99Ms,
-    })
-  }
-  on conflict (singleton) do update set
-    entries_appended = excluded.entries_appended, entries_committed = excluded.entries_committed,
-    entries_applied = excluded.entries_applied, proposals = excluded.proposals,
-    snapshots_taken = excluded.snapshots_taken, snapshots_installed = excluded.snapshots_installed,
-    last_snapshot_index = excluded.last_snapshot_index, last_snapshot_at = excluded.last_snapshot_at,
-    snapshot_threshold = excluded.snapshot_threshold, rpc_sent = excluded.rpc_sent,
-    rpc_received = excluded.rpc_received, rpc_errors = excluded.rpc_errors,
-    rpc_rejected = excluded.rpc_rejected, append_batches = excluded.append_batches,
-    avg_append_batch = excluded.avg_append_batch, persist_p50_ms = excluded.persist_p50_ms,
-    persist_p99_ms = excluded.persist_p99_ms`;
+    },
+  };
+  // Dates become ISO strings, which PostgreSQL reads back as timestamptz.
+  return JSON.parse(JSON.stringify(rows)) as postgres.JSONValue;
 }
