@@ -10,7 +10,7 @@ import {
 } from "../../../lib/raft/mod.ts";
 import { appliedPayloads, config, Net, text } from "./harness.ts";
 
-Deno.test("a lone founder becomes leader at once and commits after its own write", () => {
+Deno.test("§5.2/§5.3: a lone founder becomes leader at once and commits only after its own write is durable", () => {
   const net = new Net(1);
   net.elect(1);
   const n = net.get(1);
@@ -26,7 +26,7 @@ Deno.test("a lone founder becomes leader at once and commits after its own write
   assert.deepEqual(appliedPayloads(n), ["a"]);
 });
 
-Deno.test("three nodes elect one leader, which appends a no-op and replicates proposals in order", () => {
+Deno.test("§5.2: three nodes elect one leader, which appends a no-op (§8) and replicates proposals in order (§5.3)", () => {
   const net = new Net(3);
   const leader = net.waitLeader();
   assert.equal(net.leaders().length, 1);
@@ -39,7 +39,7 @@ Deno.test("three nodes elect one leader, which appends a no-op and replicates pr
   for (const id of [1, 2, 3]) assert.deepEqual(appliedPayloads(net.get(id)), ["x", "y", "z"]);
 });
 
-Deno.test("a follower rejects proposals naming the leader it knows", () => {
+Deno.test("§5.1: a follower rejects proposals naming the leader it knows", () => {
   const net = new Net(3);
   const leader = net.waitLeader();
   const follower = [1, 2, 3].find((id) => id !== leader)!;
@@ -49,7 +49,7 @@ Deno.test("a follower rejects proposals naming the leader it knows", () => {
   );
 });
 
-Deno.test("pre-vote: an isolated follower does not inflate its term or disrupt the leader when it returns", () => {
+Deno.test("thesis §9.6 pre-vote: an isolated follower does not inflate its term or disrupt the leader when it returns", () => {
   const net = new Net(3);
   const leader = net.waitLeader();
   const term = net.get(leader).node.status().term;
@@ -63,7 +63,7 @@ Deno.test("pre-vote: an isolated follower does not inflate its term or disrupt t
   assert.equal(net.get(leader).node.status().term, term);
 });
 
-Deno.test("check-quorum: an isolated leader steps down within an election timeout and the rest elect a new one", () => {
+Deno.test("thesis §6.2 check-quorum: an isolated leader steps down within an election timeout and the rest elect a new one", () => {
   const net = new Net(3);
   const leader = net.waitLeader();
   net.isolate(leader);
@@ -76,7 +76,7 @@ Deno.test("check-quorum: an isolated leader steps down within an election timeou
   assert.ok(others.includes(now[0]!));
 });
 
-Deno.test("a leader counts replicas only of current-term entries to commit (Figure 8)", () => {
+Deno.test("§5.4.2: a leader counts replicas only of current-term entries to commit (Figure 8)", () => {
   const net = new Net(3, { preVote: false, checkQuorum: false, appendBatchSize: 1 });
   net.elect(1);
   net.deliverAll();
@@ -111,7 +111,7 @@ Deno.test("a leader counts replicas only of current-term entries to commit (Figu
   assert.deepEqual(appliedPayloads(net.get(3)), ["old"]);
 });
 
-Deno.test("appends carry at most append_batch_size entries and at most max_inflight are in flight", () => {
+Deno.test("§5.3 batching: appends carry at most append_batch_size entries and at most max_inflight are in flight", () => {
   const net = new Net(3, { appendBatchSize: 5, maxInflight: 2 });
   const leader = net.waitLeader();
   net.deliverAll();
@@ -135,7 +135,7 @@ Deno.test("appends carry at most append_batch_size entries and at most max_infli
   for (const id of [1, 2, 3]) assert.equal(appliedPayloads(net.get(id)).length, 40);
 });
 
-Deno.test("fast backtracking repairs a long divergent follower log in a few round trips", () => {
+Deno.test("§5.3 fast backtracking: a long divergent follower log is repaired in a few round trips", () => {
   const net = new Net(3, { appendBatchSize: 1000 });
   net.elect(1);
   net.deliverAll();
@@ -161,7 +161,7 @@ Deno.test("fast backtracking repairs a long divergent follower log in a few roun
   assert.equal(appliedPayloads(net.get(1)).length, 10);
 });
 
-Deno.test("leadership transfer catches the target up, sends TimeoutNow and refuses proposals meanwhile", () => {
+Deno.test("thesis §3.10: leadership transfer catches the target up, sends TimeoutNow and refuses proposals meanwhile", () => {
   const net = new Net(3);
   net.elect(1);
   net.deliverAll();
@@ -177,7 +177,7 @@ Deno.test("leadership transfer catches the target up, sends TimeoutNow and refus
   assert.ok(net.sent.some((m) => m.type === "timeout_now" && m.to === 3));
 });
 
-Deno.test("a transfer to an unreachable node is abandoned after an election timeout", () => {
+Deno.test("thesis §3.10: a transfer to an unreachable node is abandoned after an election timeout", () => {
   const net = new Net(3);
   net.elect(1);
   net.deliverAll();
@@ -190,7 +190,7 @@ Deno.test("a transfer to an unreachable node is abandoned after an election time
   net.get(1).node.propose(text("ok"));
 });
 
-Deno.test("a new node joins as a learner and is promoted to voter once caught up", () => {
+Deno.test("§6 / thesis §4.2.1: a new node joins as a learner and is promoted to voter once caught up", () => {
   const net = new Net(3);
   net.elect(1);
   for (let k = 0; k < 20; k++) net.get(1).node.propose(text(`p${k}`));
@@ -211,7 +211,7 @@ Deno.test("a new node joins as a learner and is promoted to voter once caught up
   assert.equal(net.get(1).node.memberContext(4), '{"port":1}');
 });
 
-Deno.test("membership changes go one at a time and invalid ones are refused with a reason", () => {
+Deno.test("§6 / thesis §4.1: membership changes go one at a time and invalid ones are refused with a reason", () => {
   const net = new Net(3);
   net.elect(1);
   net.deliverAll();
@@ -236,7 +236,7 @@ Deno.test("membership changes go one at a time and invalid ones are refused with
   );
 });
 
-Deno.test("removing a follower: the rest keep committing and the removed node stops taking part", () => {
+Deno.test("§6 / thesis §4.2.2: after removing a follower the rest keep committing and the removed node stops taking part", () => {
   const net = new Net(3);
   net.elect(1);
   net.deliverAll();
@@ -252,7 +252,7 @@ Deno.test("removing a follower: the rest keep committing and the removed node st
   assert.deepEqual(appliedPayloads(net.get(2)), ["after"]);
 });
 
-Deno.test("removing the leader: it steps down once the change commits and a remaining voter leads", () => {
+Deno.test("§6 / thesis §4.2.2: a removed leader steps down once the change commits and a remaining voter leads", () => {
   const net = new Net(3);
   net.elect(1);
   net.deliverAll();
@@ -266,7 +266,7 @@ Deno.test("removing the leader: it steps down once the change commits and a rema
   assert.ok([2, 3].includes(leaders[0]!));
 });
 
-Deno.test("after snapshot_threshold applied entries a snapshot compacts the log; a lagging follower gets it", () => {
+Deno.test("§7: after snapshot_threshold applied entries a snapshot compacts the log; a lagging follower gets InstallSnapshot", () => {
   const net = new Net(3, { snapshotThreshold: 10 });
   net.elect(1);
   net.deliverAll();
@@ -295,7 +295,7 @@ Deno.test("after snapshot_threshold applied entries a snapshot compacts the log;
   assert.deepEqual(appliedPayloads(net.get(3)).at(-1), "after");
 });
 
-Deno.test("failover disabled: followers wait for a silent leader, which resumes in the same term", () => {
+Deno.test("failover_enabled off: followers wait for a silent leader, which resumes in the same term", () => {
   const net = new Net(3, { failoverEnabled: false });
   net.elect(1);
   net.deliverAll();
@@ -310,7 +310,7 @@ Deno.test("failover disabled: followers wait for a silent leader, which resumes 
   assert.equal(net.get(1).node.status().term, term);
 });
 
-Deno.test("failover disabled: after the whole cluster restarts a leader exists within 2 election timeouts", () => {
+Deno.test("failover_enabled off: after the whole cluster restarts a leader exists within 2 election timeouts", () => {
   const net = new Net(3, { failoverEnabled: false });
   net.elect(1);
   net.deliverAll();
@@ -325,7 +325,7 @@ Deno.test("failover disabled: after the whole cluster restarts a leader exists w
   assert.ok(ticks <= 2 * 10 + 2, `${ticks} ticks`); // electionTicks 10, jitter < 10
 });
 
-Deno.test("failover disabled: the old leader coming back after a crash is leader again within 2 election timeouts", () => {
+Deno.test("failover_enabled off: the old leader coming back after a crash is leader again within 2 election timeouts", () => {
   const net = new Net(3, { failoverEnabled: false });
   net.elect(1);
   net.deliverAll();
@@ -341,7 +341,7 @@ Deno.test("failover disabled: the old leader coming back after a crash is leader
   assert.ok(ticks <= 2 * 10 + 2, `${ticks} ticks`);
 });
 
-Deno.test("ReadIndex confirms leadership with a quorum before answering; an isolated leader cannot", () => {
+Deno.test("thesis §6.4 ReadIndex: leadership is confirmed by a quorum before answering; an isolated leader cannot", () => {
   const net = new Net(3);
   net.elect(1);
   net.deliverAll();
@@ -360,7 +360,7 @@ Deno.test("ReadIndex confirms leadership with a quorum before answering; an isol
   assert.throws(() => net.get(2).node.readIndex("r3"), NotLeaderError);
 });
 
-Deno.test("vote responses and append acknowledgements are sent only after the Ready is durable", () => {
+Deno.test("§5.1/Figure 2: vote responses are sent only after the vote is durable", () => {
   const voters = [{ id: 1, context: "" }, { id: 2, context: "" }];
   const a = new RaftNode(config(1, { preVote: false }), bootstrapState(voters));
   const b = new RaftNode(config(2, { preVote: false }), bootstrapState(voters));
@@ -376,7 +376,7 @@ Deno.test("vote responses and append acknowledgements are sent only after the Re
   assert.ok(rb.hardState !== null);
 });
 
-Deno.test("a restarted node re-applies committed entries it had not applied, exactly once", () => {
+Deno.test("§5.3: a restarted node re-applies committed entries it had not applied, exactly once", () => {
   const net = new Net(3);
   net.elect(1);
   for (let k = 0; k < 5; k++) net.get(1).node.propose(text(`p${k}`));
@@ -389,4 +389,52 @@ Deno.test("a restarted node re-applies committed entries it had not applied, exa
   const idx = net.get(2).applied.map((e: Entry) => e.index);
   assert.equal(new Set(idx).size, idx.length);
   assert.equal(appliedPayloads(net.get(2)).length, 5);
+});
+
+Deno.test("§5.4.1 election restriction: a node with a shorter log cannot win against up-to-date voters", () => {
+  const net = new Net(3, { preVote: false, checkQuorum: false });
+  net.elect(1);
+  net.deliverAll();
+  net.crash(3);
+  net.get(1).node.propose(text("only on 1 and 2"));
+  net.deliverAll();
+  net.crash(1);
+  net.restart(3, { preVote: false, checkQuorum: false });
+  // Node 3 lacks the committed entry: node 2 must refuse its vote.
+  net.get(3).node.campaign();
+  net.deliverAll();
+  assert.notEqual(net.get(3).node.status().role, "leader");
+  assert.ok(
+    net.sent.some((m) => m.type === "vote_response" && m.from === 2 && m.to === 3 && !m.granted),
+  );
+  // Node 2 has it and wins with node 3's vote.
+  net.get(2).node.campaign();
+  net.deliverAll();
+  assert.equal(net.get(2).node.status().role, "leader");
+});
+
+Deno.test("§5.3 log matching: a follower rejects an append whose previous entry it does not hold", () => {
+  const voters = [{ id: 1, context: "" }, { id: 2, context: "" }];
+  const b = new RaftNode(config(2), bootstrapState(voters));
+  b.step({
+    type: "append_request",
+    term: 5,
+    from: 1,
+    to: 2,
+    prevLogIndex: 7,
+    prevLogTerm: 4,
+    entries: [],
+    commit: 0,
+  });
+  const rd = b.ready();
+  const reply = rd.messages.find((m) => m.type === "append_response");
+  assert.ok(reply && reply.type === "append_response");
+  assert.equal(reply.success, false);
+  assert.deepEqual(reply.hint, {
+    rejectedIndex: 7,
+    lastIndex: 2,
+    conflictTerm: 0,
+    conflictIndex: 3,
+  });
+  assert.equal(b.status().lastIndex, 2, "nothing appended");
 });
