@@ -48,7 +48,12 @@ export async function statusCommand(flags: Flags, io: Output): Promise<number> {
     } else {
       io.out(formatTable(cluster ? [cluster] : []) + "\n" + formatTable([...nodes]));
     }
-    return cluster?.agent_running ? 0 : 1;
+    if (cluster?.agent_running) return 0;
+    io.err(
+      "pgraft status: the agent is not running on this node (its status is not being refreshed); " +
+        "start it with pgraft run --config FILE\n",
+    );
+    return 1;
   } catch (error) {
     io.err(`pgraft status: ${(error as Error).message}\n`);
     return 1;

@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import type postgres from "postgres";
+import { main } from "../../lib/cli/mod.ts";
 import { type TestCluster, withCluster } from "../helpers/cluster.ts";
 
 /** Faster timing than the defaults so the tests stay short; same ratios as production. */
@@ -274,6 +275,17 @@ Deno.test({
       });
       const visibleMs = performance.now() - changedAt;
       assert.ok(visibleMs <= 250, `visible after ${visibleMs.toFixed(0)} ms`);
+
+      // pgraft status --config shows the same from the command line.
+      let out = "";
+      const code = await main(["status", "--config", cluster.node(1).configFile, "--json"], {
+        out: (t) => (out += t),
+        err: () => {},
+      });
+      assert.equal(code, 0);
+      const status = JSON.parse(out) as { cluster: { leader_id: number }; nodes: unknown[] };
+      assert.equal(status.cluster.leader_id, target);
+      assert.equal(status.nodes.length, 3);
 
       await cluster.stopAgent(target, "SIGKILL");
       await sleep(1_000);
