@@ -246,13 +246,14 @@ export class Agent {
   }
 
   /**
-   * Clients of the KV API: with a secret, `Authorization: Bearer <token>`
-   * (see clientToken); without one, loopback clients only.
+   * Clients of the KV API: with a secret, `Authorization: Bearer <secret>` (or
+   * the derived token, see clientToken); without one, loopback clients only.
    */
   #authorizeClient(c: Context): Response | null {
     const secret = this.config.settings.authSecret;
     if (secret) {
-      if (authorized(c.req.header("authorization") ?? null, secret)) return null;
+      const header = c.req.header("authorization") ?? null;
+      if (authorized(header, secret) || sameText(header ?? "", `Bearer ${secret}`)) return null;
       return c.json({ error: "missing or bad bearer token" }, 401);
     }
     const env = c.env as { remoteAddr?: { hostname?: string } } | undefined;
@@ -1014,3 +1015,12 @@ function peerBaseUrl(addr: PeerAddress): string {
 }
 
 export type { AppendRequest };
+
+/** Compare two strings in time independent of where they differ (for secrets). */
+function sameText(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  let diff = x.length ^ y.length;
+  for (let i = 0; i < Math.max(x.length, y.length); i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
+  return diff === 0;
+}
