@@ -148,16 +148,17 @@ export class Agent {
 
   async #start(): Promise<void> {
     const conn = this.#connection;
-    const controlSql = postgres({
-      ...conn,
-      max: 2,
-      onnotice: () => {},
-      connect_timeout: 5,
-      idle_timeout: 0,
-      connection: { application_name: "pgraft agent control" },
-    });
-    this.#control = new ControlDb(controlSql);
-    await migrate(controlSql);
+    this.#control = new ControlDb(() =>
+      postgres({
+        ...conn,
+        max: 2,
+        onnotice: () => {},
+        connect_timeout: 5,
+        idle_timeout: 0,
+        connection: { application_name: "pgraft agent control" },
+      })
+    );
+    await migrate(this.#control.sql);
     this.#storage = await PgStorage.open({ connection: conn });
     const state = await this.#storage.load();
     this.#applied = await this.#storage.appliedState();

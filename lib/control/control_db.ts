@@ -126,15 +126,57 @@ export const EVENTS_KEPT_MAX = 10_000;
 /** Events buffered in memory while PostgreSQL is unreachable; the oldest are dropped beyond. */
 export const EVENTS_BUFFERED_MAX = 1_000;
 
+/** A control write that takes longer than this is abandoned and the pool replaced. */
+export const CONTROL_TIMEOUT_MS = 3_000;
+
 /** The agent's control-plane connection. */
 export class ControlDb {
+  #connect: () => postgres.Sql;
   #sql: postgres.Sql;
   #listen: { unlisten: () => Promise<void> } | null = null;
+  #onNotify: (() => void) | null = null;
   #pendingEvents: EventRow[] = [];
   #eventsDropped = 0;
 
-  constructor(sql: postgres.Sql) {
-    this.#sql = sql;
+  /** @param connect makes a new pool (called again when a pool has to be replaced) */
+  constructor(connect: () => postgres.Sql) {
+    this.#connect = connect;
+    this.#sql = connect();
+  }
+
+  /**
+   * Run one control statement with a deadline. A connection can hang without
+   * an error when its server goes away at the wrong moment; past the deadline
+   * the pool is replaced so the next statement gets a fresh connection.
+   */
+  async #run<T>(what: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
+    const sql = this.#sql;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(new Error(`${what}: no answer from PostgreSQL within ${CONTROL_TIMEOUT_MS} ms`));
+      }, CONTROL_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([fn(sql), deadline]);
+    } catch (error) {
+      if (sql === this.#sql && String(error).includes("no answer from PostgreSQL")) {
+        this.#replacePool();
+      }
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #replacePool(): void {
+    const old = this.#sql;
+    const listen = this.#listen;
+    this.#sql = this.#connect();
+    this.#listen = null;
+    listen?.unlisten().catch(() => {});
+    old.end({ timeout: 0 }).catch(() => {});
+    if (this.#onNotify) this.listen(this.#onNotify).catch(() => {});
   }
 
   /** The pool (shared with the agent's read paths such as status queries). */
@@ -144,6 +186,7 @@ export class ControlDb {
 
   /** Subscribe to command notifications; `onNotify` is called for each NOTIFY. */
   async listen(onNotify: () => void): Promise<void> {
+    this.#onNotify = onNotify;
     this.#listen = await this.#sql.listen("pgraft_commands", () => onNotify(), () => onNotify());
   }
 
@@ -152,17 +195,21 @@ export class ControlDb {
    * process (it died mid-command) are returned too, so they are finished or failed.
    */
   async pendingCommands(limit = 100): Promise<CommandRow[]> {
-    const rows = await this.#sql<
-      { command_id: string; kind: CommandRow["kind"]; args: Record<string, unknown> }[]
-    >`
+    const rows = await this.#run("pendingCommands", (sql) =>
+      sql<
+        { command_id: string; kind: CommandRow["kind"]; args: Record<string, unknown> }[]
+      >`
       select command_id, kind, args from pgraft.commands
        where status in ('pending', 'running')
-       order by command_id limit ${limit}`;
+       order by command_id limit ${limit}`);
     return rows.map((r) => ({ commandId: Number(r.command_id), kind: r.kind, args: r.args }));
   }
 
   async markRunning(commandId: number): Promise<void> {
-    await this.#sql`update pgraft.commands set status = 'running' where command_id = ${commandId}`;
+    await this.#run(
+      "markRunning",
+      (sql) => sql`update pgraft.commands set status = 'running' where command_id = ${commandId}`,
+    );
   }
 
   /**
@@ -176,18 +223,20 @@ export class ControlDb {
   ): Promise<void> {
     // One statement (a function): atomic without a client-side transaction,
     // so a terminated session cannot leave the driver inside one (DESIGN.md traps).
-    const rows = status ? this.#sql.json(statusRows(status)) : null;
-    const result = outcome.ok
-      ? this.#sql.json((outcome.result ?? null) as postgres.JSONValue)
-      : null;
     const error = outcome.ok ? null : outcome.error;
-    await this
-      .#sql`select pgraft.finish_command(${commandId}, ${outcome.ok}, ${result}, ${error}, ${rows})`;
+    await this.#run("finishCommand", (sql) => {
+      const rows = status ? sql.json(statusRows(status)) : null;
+      const result = outcome.ok ? sql.json((outcome.result ?? null) as postgres.JSONValue) : null;
+      return sql`select pgraft.finish_command(${commandId}, ${outcome.ok}, ${result}, ${error}, ${rows})`;
+    });
   }
 
   /** Replace the published status. */
   async publish(status: StatusSnapshot): Promise<void> {
-    await this.#sql`select pgraft.publish_status(${this.#sql.json(statusRows(status))})`;
+    await this.#run(
+      "publish",
+      (sql) => sql`select pgraft.publish_status(${sql.json(statusRows(status))})`,
+    );
   }
 
   /** Replace pgraft.effective_config. */
@@ -205,7 +254,7 @@ export class ControlDb {
       max_value: r.maxValue,
       description: r.description,
     }));
-    await this.#sql`select pgraft.publish_config(${this.#sql.json(json)})`;
+    await this.#run("publishConfig", (sql) => sql`select pgraft.publish_config(${sql.json(json)})`);
   }
 
   /** Queue an event; {@link flushEvents} writes the queue. */
@@ -239,7 +288,10 @@ export class ControlDb {
       });
     }
     const json = JSON.parse(JSON.stringify(rows)) as postgres.JSONValue;
-    await this.#sql`select pgraft.insert_events(${this.#sql.json(json)}, ${EVENTS_KEPT_MAX})`;
+    await this.#run(
+      "flushEvents",
+      (sql) => sql`select pgraft.insert_events(${sql.json(json)}, ${EVENTS_KEPT_MAX})`,
+    );
     this.#pendingEvents.splice(0, batch.length);
     this.#eventsDropped -= dropped;
   }

@@ -51,6 +51,16 @@ async function agreedLeader(cluster: TestCluster, ids: number[]): Promise<number
   return seen[0] && seen.every((l) => l === seen[0]) ? seen[0] : null;
 }
 
+/** Wait until every node is a voter (learners are promoted once caught up). */
+async function allVoters(cluster: TestCluster, count = 3): Promise<void> {
+  const leader = await cluster.waitForLeader();
+  await eventually(`${count} voters`, 5_000, async () => {
+    const [row] = await cluster.sql(leader)`
+      select count(*)::int as n from pgraft_get_nodes() where is_voter`;
+    return row?.n === count;
+  });
+}
+
 async function sqlError(q: Promise<unknown>, what = "the call"): Promise<postgres.PostgresError> {
   try {
     await q;
@@ -65,6 +75,7 @@ Deno.test({
     "kill -9 of the leader's agent: a new leader within 2 election timeouts; it rejoins as follower",
   fn: async () => {
     await withCluster({ nodes: 3, bootstrap: true, extraConfig: FAST }, async (cluster) => {
+      await allVoters(cluster);
       const leader = await cluster.waitForLeader();
       const others = [1, 2, 3].filter((id) => id !== leader);
       const before = await term(cluster, others[0]!);
@@ -95,6 +106,7 @@ Deno.test({
     "failover paused: a stopped leader keeps its followers waiting and resumes in the same term",
   fn: async () => {
     await withCluster({ nodes: 3, bootstrap: true, extraConfig: FAST }, async (cluster) => {
+      await allVoters(cluster);
       const leader = await cluster.waitForLeader();
       const follower = [1, 2, 3].find((id) => id !== leader)!;
       assert.equal(
@@ -141,6 +153,7 @@ Deno.test({
     "SIGTERM of the leader's agent hands leadership over before it exits, faster than an election",
   fn: async () => {
     await withCluster({ nodes: 3, bootstrap: true, extraConfig: FAST }, async (cluster) => {
+      await allVoters(cluster);
       const leader = await cluster.waitForLeader();
       const others = [1, 2, 3].filter((id) => id !== leader);
       const stoppedAt = performance.now();
@@ -151,9 +164,11 @@ Deno.test({
       });
       const handoffMs = performance.now() - stoppedAt;
       assert.ok(handoffMs < ELECTION_MS, `handoff took ${handoffMs.toFixed(0)} ms`);
-      const events = await cluster.sql(next)`
-        select event_type from pgraft_get_events() where event_type = 'leadership_transferred'`;
-      assert.ok(events.length >= 1, "leadership_transferred recorded");
+      await eventually("leadership_transferred recorded by the new leader", 2_000, async () => {
+        const events = await cluster.sql(next)`
+          select event_type from pgraft_get_events() where event_type = 'leadership_transferred'`;
+        return events.length >= 1;
+      });
     });
   },
 });
@@ -163,6 +178,7 @@ Deno.test({
     "rolling maintenance: each PostgreSQL stopped and started in turn, a leader remains and the node catches up",
   fn: async () => {
     await withCluster({ nodes: 3, bootstrap: true, extraConfig: FAST }, async (cluster) => {
+      await allVoters(cluster);
       for (const id of [1, 2, 3]) {
         await cluster.waitForLeader(5_000);
         const server = cluster.node(id).server;
@@ -202,6 +218,7 @@ Deno.test({
   name: "terminated agent sessions (mid-transaction) are survived: the cluster keeps committing",
   fn: async () => {
     await withCluster({ nodes: 3, bootstrap: true, extraConfig: FAST }, async (cluster) => {
+      await allVoters(cluster);
       const leader = await cluster.waitForLeader();
       for (let round = 0; round < 5; round++) {
         const writes = Array.from(
@@ -233,6 +250,7 @@ Deno.test({
   name: "a removed node's agent stops taking part; restarting it does not disturb the cluster",
   fn: async () => {
     await withCluster({ nodes: 3, bootstrap: true, extraConfig: FAST }, async (cluster) => {
+      await allVoters(cluster);
       const leader = await cluster.waitForLeader();
       const victim = [1, 2, 3].find((id) => id !== leader)!;
       const res = await cluster.psql(leader, `SELECT pgraft_remove_node(${victim});`);
