@@ -626,7 +626,11 @@ export class Agent {
     this.#snapshotting = true;
     (async () => {
       const { index, data } = await this.#storage.snapshotData();
-      const snapshot = await this.#driver.call((node) => node.createSnapshot(index, data));
+      // A snapshot installed from the leader meanwhile may already cover `index`.
+      const snapshot = await this.#driver.call((node) =>
+        index > node.status().snapshotIndex ? node.createSnapshot(index, data) : null
+      );
+      if (!snapshot) return;
       await this.#storage.saveSnapshot(snapshot);
       for (const i of [...this.#entryBytes.keys()]) if (i <= index) this.#entryBytes.delete(i);
       this.#stats.snapshotsTaken++;

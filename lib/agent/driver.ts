@@ -74,6 +74,9 @@ export class AgentStoppingError extends Error {
 /** Delay between retries of a storage call while PostgreSQL is unavailable, bounded growth. */
 const STORAGE_RETRY_MS = [10, 20, 50, 100, 200, 500];
 
+/** Batches of committed entries waiting to be applied before the Raft loop waits for the state machine. */
+const APPLY_QUEUE_MAX = 8;
+
 /** Inputs stepped per batch before checking for a Ready (bounded so ticks are never starved). */
 const INPUTS_PER_CYCLE_MAX = 10_000;
 
@@ -93,6 +96,9 @@ export class Driver {
   #appliedIndex: number;
   #readSeq = 0;
   #idle: Array<() => void> = [];
+  #applyQueue: Entry[][] = [];
+  #applying: Promise<void> | null = null;
+  #applyDrained: Array<() => void> = [];
   #durableHard: { term: number; vote: number };
 
   constructor(node: RaftNode, storage: RaftStorage, hooks: DriverHooks) {
@@ -190,7 +196,7 @@ export class Driver {
 
   /** Resolves when the loop has nothing left to do. */
   whenIdle(): Promise<void> {
-    if (!this.#running && this.#inputs.length === 0) return Promise.resolve();
+    if (!this.#running && !this.#applying && this.#inputs.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
@@ -198,6 +204,7 @@ export class Driver {
   stop(): void {
     this.#stopped = true;
     this.#inputs = [];
+    for (const resolve of this.#applyDrained.splice(0)) resolve();
     const error = new AgentStoppingError("the agent is stopping");
     for (const waiter of this.#proposals.values()) waiter.reject(error);
     this.#proposals.clear();
@@ -227,7 +234,7 @@ export class Driver {
     } finally {
       this.#running = false;
       if (this.#inputs.length > 0 && !this.#stopped) this.#kick();
-      else for (const resolve of this.#idle.splice(0)) resolve();
+      else if (!this.#applying) { for (const resolve of this.#idle.splice(0)) resolve(); }
     }
   }
 
@@ -270,13 +277,44 @@ export class Driver {
     }
     if (rd.messages.length > 0) this.#hooks.send(rd.messages);
     if (rd.snapshot) {
+      // The snapshot replaced the applied state in the same write as it was stored.
       this.#appliedIndex = Math.max(this.#appliedIndex, rd.snapshot.meta.index);
     }
-    if (rd.committedEntries.length > 0) await this.#apply(rd.committedEntries);
+    // Applying runs beside the Raft loop (as in etcd): the next entries are
+    // persisted and replicated while these are applied. Bounded, so a slow
+    // state machine holds the loop back instead of growing memory.
+    if (rd.committedEntries.length > 0) {
+      this.#applyQueue.push(rd.committedEntries);
+      this.#kickApply();
+      while (this.#applyQueue.length > APPLY_QUEUE_MAX && !this.#stopped) {
+        await new Promise<void>((resolve) => this.#applyDrained.push(resolve));
+      }
+    }
     this.#resolveReads(rd.readStates);
     this.node.advance(rd);
     this.#resolveApplied();
     this.#hooks.cycled();
+  }
+
+  #kickApply(): void {
+    if (this.#applying) return;
+    this.#applying = (async () => {
+      try {
+        while (this.#applyQueue.length > 0 && !this.#stopped) {
+          const entries = this.#applyQueue[0]!;
+          await this.#apply(entries);
+          this.#applyQueue.shift();
+          for (const resolve of this.#applyDrained.splice(0)) resolve();
+          this.#resolveApplied();
+          this.#hooks.cycled();
+        }
+      } finally {
+        this.#applying = null;
+        for (const resolve of this.#applyDrained.splice(0)) resolve();
+        if (this.#applyQueue.length > 0 && !this.#stopped) this.#kickApply();
+        else if (!this.#running) { for (const resolve of this.#idle.splice(0)) resolve(); }
+      }
+    })();
   }
 
   async #apply(entries: Entry[]): Promise<void> {
