@@ -9,6 +9,7 @@ cd "$(dirname "$0")"
 # the PG* variables, and running PostgreSQL's own programs for `pgraft dev`.
 args=(compile --output pgraft
   --allow-read --allow-write --allow-net --allow-env --allow-run --allow-sys=uid,hostname,osRelease
+  --v8-flags=--max-semi-space-size=1
   --include sql/
   main.ts)
 if ! deno "${args[@]}"; then

@@ -81,12 +81,19 @@ export async function stopAgent(node: DevNode, signal: Deno.Signal = "SIGTERM"):
   node.agent = null;
 }
 
+/**
+ * V8 flags for agents: a small young generation keeps the agent's resident
+ * memory near its live data (measured: ~150 MB -> ~95 MB after a write burst)
+ * at no measurable throughput cost. compile.sh builds them into the executable.
+ */
+export const AGENT_V8_FLAGS = "--max-semi-space-size=1";
+
 /** The command line that starts an agent: this executable, or deno running main.ts. */
 export function agentCommand(args: string[]): { cmd: string; args: string[] } {
   const exec = Deno.execPath();
   if (/(^|\/)deno$/.test(exec)) {
     const main = new URL("../../main.ts", import.meta.url).pathname;
-    return { cmd: exec, args: ["run", "-A", main, ...args] };
+    return { cmd: exec, args: ["run", "-A", `--v8-flags=${AGENT_V8_FLAGS}`, main, ...args] };
   }
   return { cmd: exec, args };
 }
