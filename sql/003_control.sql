@@ -207,9 +207,14 @@ begin
 end
 $$;
 
--- Errors when no leader is known.
+-- Errors when no leader is known. An election in progress is waited for (up to
+-- two election timeouts, at most 5 s) so that a statement issued during a
+-- failover succeeds once the new leader is known.
 create function pgraft.require_leader(s pgraft.node_status) returns void
-language plpgsql stable as $$
+language plpgsql volatile as $$
+declare
+  deadline timestamptz := clock_timestamp()
+    + make_interval(secs => least(5.0, 2 * coalesce(s.election_timeout_ms, 1000) / 1000.0));
 begin
   if s.cluster_id is null then
     raise exception 'node % is not part of a cluster yet', s.node_id
@@ -217,6 +222,11 @@ begin
             hint = 'Run SELECT pgraft_init(); on the first node, or SELECT pgraft_add_node(...) on the leader '
                    'to add this one.';
   end if;
+  while s.leader_id is null and clock_timestamp() < deadline loop
+    perform pg_sleep(0.005);
+    select * into s from pgraft.live_status();
+    exit when not found;
+  end loop;
   if s.leader_id is null then
     raise exception 'no pgraft leader is known (since %)',
         coalesce(to_char(s.no_leader_since, 'YYYY-MM-DD HH24:MI:SS.MS TZ'), 'agent start')

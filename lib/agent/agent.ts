@@ -223,9 +223,11 @@ export class Agent {
     if (!this.config.settings.authSecret) {
       this.log.warn("no pgraft.auth_secret: only loopback peers and clients are accepted");
     }
+    const { tlsCertFile, tlsKeyFile } = this.config.settings;
     this.#server = new PeerServer(this.#app, {
       hostname: this.config.settings.listenAddress,
       port: this.config.settings.port,
+      ...(tlsCertFile && tlsKeyFile ? { tls: { certFile: tlsCertFile, keyFile: tlsKeyFile } } : {}),
     });
     await this.#server.start();
 
@@ -260,6 +262,11 @@ export class Agent {
     const env = c.env as { remoteAddr?: { hostname?: string } } | undefined;
     if (isLoopback(env?.remoteAddr?.hostname ?? null)) return null;
     return c.json({ error: "no pgraft.auth_secret is set: only loopback clients are served" }, 403);
+  }
+
+  /** Whether the peer port serves TLS (pgraft.tls_cert_file is set); peers are then reached over https. */
+  get tlsEnabled(): boolean {
+    return this.config.settings.tlsCertFile !== null;
   }
 
   /** The Hono app serving peers (the KV API mounts its routes here). */
@@ -407,7 +414,8 @@ export class Agent {
     const client = new PeerClient({
       nodeId: this.nodeId,
       peerId: id,
-      baseUrl: peerBaseUrl(addr),
+      baseUrl: peerBaseUrl(addr, this.tlsEnabled),
+      ...(this.tlsEnabled ? { tls: { caFile: this.config.settings.tlsCaFile } } : {}),
       clusterId: () => this.#applied.clusterId,
       authSecret: this.config.settings.authSecret,
       metrics: this.metrics,
@@ -1012,11 +1020,12 @@ export function parseContext(context: string): PeerAddress | null {
   }
 }
 
-function peerBaseUrl(addr: PeerAddress): string {
+/** The base URL of a peer's agent (https when this cluster uses TLS). */
+export function peerBaseUrl(addr: PeerAddress, tls = false): string {
   const host = addr.address.includes(":") && !addr.address.startsWith("[")
     ? `[${addr.address}]`
     : addr.address;
-  return `http://${host}:${addr.port}`;
+  return `${tls ? "https" : "http"}://${host}:${addr.port}`;
 }
 
 export type { AppendRequest };

@@ -14,7 +14,7 @@
 import type { Context, Hono } from "hono";
 import { NotLeaderError } from "../raft/mod.ts";
 import { encodeCommand, type KvPair } from "../storage/mod.ts";
-import type { Agent } from "./agent.ts";
+import { type Agent, peerBaseUrl } from "./agent.ts";
 import { KV_KEY_BYTES_MAX, KV_VALUE_BYTES_MAX } from "./commands.ts";
 import { AgentStoppingError, ProposalLostError } from "./driver.ts";
 
@@ -39,8 +39,7 @@ export function mountKvApi(
     const leader = agent.driver.softState.leaderId;
     const addr = leader ? agent.peerAddress(leader) : undefined;
     if (!addr) return null;
-    const host = addr.address.includes(":") ? `[${addr.address}]` : addr.address;
-    return `http://${host}:${addr.port}${path}`;
+    return peerBaseUrl(addr, agent.tlsEnabled) + path;
   };
 
   const notLeader = (c: Context): Response => {

@@ -39,7 +39,21 @@ export interface PgraftSettings {
   appendBatchSize: number;
   snapshotThreshold: number;
   failoverEnabled: boolean;
+  /** absolute path from `tls_cert_file`; null = serve plain HTTP */
+  tlsCertFile: string | null;
+  /** absolute path from `tls_key_file`; set exactly when `tlsCertFile` is */
+  tlsKeyFile: string | null;
+  /** absolute path from `tls_ca_file`; null = trust the system's CAs */
+  tlsCaFile: string | null;
 }
+
+/** Settings holding a file name, resolved relative to the file that sets them. */
+const PATH_SETTINGS: readonly string[] = [
+  "auth_secret_file",
+  "tls_cert_file",
+  "tls_key_file",
+  "tls_ca_file",
+];
 
 /** One row of `pgraft config --json` and `pgraft_get_config()`. */
 export interface SettingEntry {
@@ -367,7 +381,7 @@ function assignPgraft(bare: string, raw: string, site: Site, state: LoadState): 
     }
     throw error;
   }
-  if (spec.name === "auth_secret_file" && raw !== "") {
+  if (PATH_SETTINGS.includes(spec.name) && raw !== "") {
     const absolute = resolve(dirname(site.file), raw);
     parsed = { value: absolute, display: absolute };
   }
@@ -443,6 +457,36 @@ async function buildSettings(main: string, state: LoadState): Promise<PgraftSett
     appendBatchSize: valueOf<number>(state, "append_batch_size"),
     snapshotThreshold: valueOf<number>(state, "snapshot_threshold"),
     failoverEnabled: valueOf<boolean>(state, "failover_enabled"),
+    ...tlsFiles(state),
+  };
+}
+
+/** The TLS file settings: null when unset or empty; cert and key go together. */
+function tlsFiles(
+  state: LoadState,
+): { tlsCertFile: string | null; tlsKeyFile: string | null; tlsCaFile: string | null } {
+  const set = (name: string) => {
+    const a = assigned(state, name);
+    return a && a.value !== "" ? a : undefined;
+  };
+  const cert = set("tls_cert_file");
+  const key = set("tls_key_file");
+  const ca = set("tls_ca_file");
+  if ((cert === undefined) !== (key === undefined)) {
+    const given = (cert ?? key)!;
+    const [name, missing] = cert
+      ? ["tls_cert_file", "tls_key_file"]
+      : ["tls_key_file", "tls_cert_file"];
+    throw new ConfigError(
+      given.file,
+      given.line,
+      `${SETTING_PREFIX}${name} is set but ${SETTING_PREFIX}${missing} is not; set both or neither`,
+    );
+  }
+  return {
+    tlsCertFile: (cert?.value as string | undefined) ?? null,
+    tlsKeyFile: (key?.value as string | undefined) ?? null,
+    tlsCaFile: (ca?.value as string | undefined) ?? null,
   };
 }
 

@@ -102,6 +102,34 @@ export const SETTINGS: readonly SettingSpec[] = [
     description: "file holding the shared secret, relative to the file that sets it",
   },
   {
+    name: "tls_cert_file",
+    type: "string",
+    scope: "node",
+    unit: null,
+    default: null,
+    description:
+      "PEM certificate (chain) the agent serves HTTPS with, relative to the file that sets it " +
+      "(none: plain HTTP); needs pgraft.tls_key_file",
+  },
+  {
+    name: "tls_key_file",
+    type: "string",
+    scope: "node",
+    unit: null,
+    default: null,
+    description: "PEM private key of pgraft.tls_cert_file, relative to the file that sets it",
+  },
+  {
+    name: "tls_ca_file",
+    type: "string",
+    scope: "node",
+    unit: null,
+    default: null,
+    description:
+      "PEM CA certificates trusted for peers' HTTPS, relative to the file that sets it " +
+      "(none: the system's)",
+  },
+  {
     name: "cluster_name",
     type: "string",
     scope: "cluster",

@@ -1,7 +1,16 @@
 /**
- * Peer authentication. With a shared secret, every request carries
- * `Authorization: Bearer <clientToken(secret)>`, compared in constant time.
- * Without one, only loopback peers are accepted.
+ * Peer authentication.
+ *
+ * - Peer requests (`POST /raft/*`, `POST /rpc/*`) are signed: with the cluster's
+ *   shared secret, every request carries `X-Pgraft-Timestamp` (ms since the
+ *   epoch) and `X-Pgraft-Signature`, the HMAC-SHA256 of
+ *   {@link canonicalRequest} (method, path, timestamp, sender node id, SHA-256
+ *   of the body and every other `X-Pgraft-*` header). The server refuses a
+ *   missing or bad signature, a timestamp outside its clock-skew window, and a
+ *   signature it has already seen ({@link ReplayGuard}).
+ * - Users' clients of the KV API (and `GET /status`, `GET /metrics`) send
+ *   `Authorization: Bearer <clientToken(secret)>`, compared in constant time.
+ * - Without a secret, only loopback peers are accepted.
  *
  * @module
  */
@@ -235,4 +244,190 @@ export function hmacSha256(key: Uint8Array, message: Uint8Array): Uint8Array {
   inner.set(message, 64);
   outer.set(sha256(inner), 64);
   return sha256(outer);
+}
+
+// ---------------------------------------------------------------------------
+// request signing
+
+/** Header with the time the request was signed, in ms since the epoch. */
+export const HEADER_TIMESTAMP = "X-Pgraft-Timestamp";
+/** Header with the request's HMAC-SHA256 signature, 64 hex characters. */
+export const HEADER_SIGNATURE = "X-Pgraft-Signature";
+/** Header with a random nonce, so two identical requests in one ms differ. */
+export const HEADER_NONCE = "X-Pgraft-Nonce";
+/** The prefix of the headers a signature covers (all but the signature itself). */
+export const SIGNED_HEADER_PREFIX = "x-pgraft-";
+/** Default accepted difference between a request's timestamp and the server's clock. */
+export const MAX_CLOCK_SKEW_MS_DEFAULT = 30_000;
+
+const SIGNATURE_LABEL = "pgraft-request-v1";
+/**
+ * Bodies up to this size are hashed by the synchronous SHA-256 here; larger
+ * ones by WebCrypto, which is faster per byte but costs a thread hop.
+ */
+export const SYNC_DIGEST_BYTES_MAX = 8 * 1024;
+
+async function bodyDigest(body: Uint8Array): Promise<Uint8Array> {
+  if (body.length <= SYNC_DIGEST_BYTES_MAX) return sha256(body);
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", body as Uint8Array<ArrayBuffer>));
+}
+
+/** What a signature covers. */
+export interface SignedParts {
+  method: string;
+  /** the URL path, without query */
+  path: string;
+  /** ms since the epoch, as sent in {@link HEADER_TIMESTAMP} */
+  timestamp: string;
+  /** the sender's node id, as sent in `X-Pgraft-From` */
+  from: string;
+  /** the request body (empty for none) */
+  body: Uint8Array;
+  /**
+   * every `X-Pgraft-*` header other than the signature, timestamp and from
+   * (names in any case)
+   */
+  headers: Iterable<[string, string]>;
+}
+
+/**
+ * The text a signature is computed over: a label, the method, the path, the
+ * timestamp, the sender, the body's SHA-256 in hex, then the other
+ * `x-pgraft-*` headers as `name:value` lines, names lower-cased and sorted.
+ *
+ * @returns the canonical text
+ */
+export async function canonicalRequest(parts: SignedParts): Promise<string> {
+  const digest = await bodyDigest(parts.body);
+  const skip = new Set([
+    HEADER_SIGNATURE.toLowerCase(),
+    HEADER_TIMESTAMP.toLowerCase(),
+    "x-pgraft-from",
+  ]);
+  const extra: string[] = [];
+  for (const [name, value] of parts.headers) {
+    const lower = name.toLowerCase();
+    if (lower.startsWith(SIGNED_HEADER_PREFIX) && !skip.has(lower)) extra.push(`${lower}:${value}`);
+  }
+  extra.sort();
+  return [
+    SIGNATURE_LABEL,
+    parts.method.toUpperCase(),
+    parts.path,
+    parts.timestamp,
+    parts.from,
+    toHex(digest),
+    ...extra,
+  ].join("\n");
+}
+
+/**
+ * Sign a peer request.
+ *
+ * @param authSecret the cluster's shared secret
+ * @param parts what the signature covers
+ * @returns the signature, 64 hex characters
+ */
+export async function signRequest(authSecret: string, parts: SignedParts): Promise<string> {
+  const text = await canonicalRequest(parts);
+  return toHex(hmacSha256(secretBytes(authSecret), encoder.encode(text)));
+}
+
+/**
+ * Whether `signature` is the right one for `parts` (compared in constant time).
+ *
+ * @param authSecret the cluster's shared secret
+ * @param parts what the signature covers
+ * @param signature the header's value
+ */
+export async function verifyRequest(
+  authSecret: string,
+  parts: SignedParts,
+  signature: string,
+): Promise<boolean> {
+  if (!/^[0-9a-fA-F]{64}$/.test(signature)) return false;
+  const expected = await signRequest(authSecret, parts);
+  return constantTimeEqual(signature.toLowerCase(), expected);
+}
+
+const secrets = new Map<string, Uint8Array>();
+
+/** The secret as the HMAC key (hashed first when longer than a block, as HMAC does). */
+function secretBytes(authSecret: string): Uint8Array {
+  let key = secrets.get(authSecret);
+  if (key === undefined) {
+    key = encoder.encode(authSecret);
+    if (key.length > 64) key = sha256(key);
+    if (secrets.size > 16) secrets.clear();
+    secrets.set(authSecret, key);
+  }
+  return key;
+}
+
+/** A random nonce for {@link HEADER_NONCE}: 16 hex characters. */
+export function nonce(): string {
+  return toHex(crypto.getRandomValues(new Uint8Array(8)));
+}
+
+/** Default number of signatures a {@link ReplayGuard} remembers. */
+export const REPLAY_CACHE_SIZE_DEFAULT = 65_536;
+
+/**
+ * Remembers the signatures of recent requests so that an exact replay is
+ * refused. A signature is kept until its timestamp leaves the clock-skew
+ * window (after which the timestamp check refuses it anyway). The set is
+ * bounded: when full, the oldest entry is forgotten and its sender's
+ * "floor" rises to that entry's timestamp, so any request from that sender
+ * signed at or before it is refused too; memory stays bounded without ever
+ * letting a replay through.
+ */
+export class ReplayGuard {
+  readonly #capacity: number;
+  readonly #windowMs: number;
+  readonly #seen = new Map<string, { from: number; timestamp: number; expires: number }>();
+  readonly #floors = new Map<number, number>();
+
+  /**
+   * @param capacity most signatures remembered
+   * @param windowMs the clock-skew window of the timestamp check
+   */
+  constructor(capacity = REPLAY_CACHE_SIZE_DEFAULT, windowMs = MAX_CLOCK_SKEW_MS_DEFAULT) {
+    if (!Number.isInteger(capacity) || capacity < 1) {
+      throw new RangeError(`replay cache size: expected a positive integer, got ${capacity}`);
+    }
+    this.#capacity = capacity;
+    this.#windowMs = windowMs;
+  }
+
+  /** Signatures remembered now. */
+  get size(): number {
+    return this.#seen.size;
+  }
+
+  /**
+   * Record a verified request; false when it is (or may be) a replay.
+   *
+   * @param signature the request's signature
+   * @param from the sender's node id
+   * @param timestamp the request's timestamp, ms
+   * @param now the server's clock, ms
+   */
+  admit(signature: string, from: number, timestamp: number, now: number): boolean {
+    for (const [key, entry] of this.#seen) {
+      if (entry.expires > now) break;
+      this.#seen.delete(key);
+    }
+    const floor = this.#floors.get(from);
+    if (floor !== undefined && timestamp <= floor) return false;
+    const key = signature.toLowerCase();
+    if (this.#seen.has(key)) return false;
+    this.#seen.set(key, { from, timestamp, expires: timestamp + this.#windowMs });
+    while (this.#seen.size > this.#capacity) {
+      const [oldest, entry] = this.#seen.entries().next().value!;
+      this.#seen.delete(oldest);
+      const floor = this.#floors.get(entry.from) ?? -Infinity;
+      this.#floors.set(entry.from, Math.max(floor, entry.timestamp));
+    }
+    return true;
+  }
 }

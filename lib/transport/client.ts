@@ -5,7 +5,11 @@
  * Ordering and batching: at most `maxInflightRequests` requests are in flight
  * (default 1, which keeps strict order); everything queued meanwhile goes out
  * in the next request. Snapshots travel in their own lane, one at a time, so a
- * large snapshot never holds up heartbeats. A failed request (network error,
+ * large snapshot never holds up heartbeats; each is encoded once and sent as
+ * a sequence of chunks (`POST /raft/snapshot`, {@link SNAPSHOT_CHUNK_BYTES_DEFAULT}
+ * each), and `onSnapshotResult` is called after the last chunk's answer (or
+ * the first failure). With a secret, every request is signed (see `auth.ts`).
+ * With `tls`, requests go over HTTPS. A failed request (network error,
  * timeout, non-2xx) drops its batch — Raft retransmits — calls
  * `onUnreachable`, and pauses the queue for a short, growing backoff. The queue
  * is bounded: when over, the oldest messages are dropped.
@@ -15,14 +19,23 @@
 
 import type { Message } from "../raft/types.ts";
 import { NODE_ID_MAX } from "../raft/types.ts";
-import { clientToken } from "./auth.ts";
+import { HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, nonce, signRequest } from "./auth.ts";
 import { encodeMessages } from "./codec.ts";
 import { describeTransportMetrics, type Metrics, TRANSPORT_METRICS as M } from "./metrics.ts";
-import { HEADER_CLUSTER, HEADER_FROM, HEADER_SENDER } from "./server.ts";
+import {
+  HEADER_CLUSTER,
+  HEADER_FROM,
+  HEADER_SENDER,
+  HEADER_SNAPSHOT_ID,
+  HEADER_SNAPSHOT_OFFSET,
+  HEADER_SNAPSHOT_TOTAL,
+} from "./server.ts";
 
 /** Default time a message request may take. */
 export const REQUEST_TIMEOUT_MS_DEFAULT = 5_000;
-/** Default time a snapshot request may take. */
+/** Default size of one snapshot chunk: 1 MiB. */
+export const SNAPSHOT_CHUNK_BYTES_DEFAULT = 1024 * 1024;
+/** Default time a whole snapshot transfer (all its chunks) may take. */
 export const SNAPSHOT_TIMEOUT_MS_DEFAULT = 120_000;
 /** Default bound of the send queue, in messages. */
 export const MAX_QUEUED_MESSAGES_DEFAULT = 4096;
@@ -43,11 +56,11 @@ export interface PeerClientOptions {
   nodeId: number;
   /** the peer's id */
   peerId: number;
-  /** the peer's server, `http://host:port` */
+  /** the peer's server, `http://host:port` (or `https://`; with `tls`, `http` becomes `https`) */
   baseUrl: string;
   /** this node's cluster id (null before it joined one) */
   clusterId: () => string | null;
-  /** the shared secret; null: no Authorization header */
+  /** the shared secret requests are signed with; null: unsigned (the peer accepts only loopback) */
   authSecret: string | null;
   metrics: Metrics;
   /** sent as the sender so a new node can answer a leader it does not know yet */
@@ -62,10 +75,21 @@ export interface PeerClientOptions {
    */
   requestTimeoutMs?: number;
   /**
-   * time a snapshot request may take
+   * time a whole snapshot transfer (all its chunks) may take
    * @default SNAPSHOT_TIMEOUT_MS_DEFAULT
    */
   snapshotTimeoutMs?: number;
+  /**
+   * size of one snapshot chunk
+   * @default SNAPSHOT_CHUNK_BYTES_DEFAULT
+   */
+  snapshotChunkBytes?: number;
+  /**
+   * talk HTTPS (an `http://` base URL becomes `https://`); `caFile` is a PEM
+   * file of the CA certificates to trust instead of the system's (null: the
+   * system's)
+   */
+  tls?: { caFile: string | null };
   /**
    * bound of the send queue, in messages
    * @default MAX_QUEUED_MESSAGES_DEFAULT
@@ -97,6 +121,10 @@ class TimeoutError extends Error {
   override name = "TimeoutError";
 }
 
+type Failure = "network" | "timeout" | "status";
+
+const encoder = new TextEncoder();
+
 /** Sends messages and RPCs to one peer. */
 export class PeerClient {
   readonly #o: PeerClientOptions;
@@ -104,6 +132,7 @@ export class PeerClient {
   readonly #peerLabel: Record<string, string>;
   readonly #requestTimeoutMs: number;
   readonly #snapshotTimeoutMs: number;
+  readonly #chunkBytes: number;
   readonly #maxQueued: number;
   readonly #maxInflight: number;
   readonly #http: Deno.HttpClient;
@@ -120,6 +149,7 @@ export class PeerClient {
   /**
    * @param o the peer and callbacks
    * @throws {RangeError} for a bad peer id, URL or limit
+   * @throws {Error} naming the file when `tls.caFile` cannot be read
    */
   constructor(o: PeerClientOptions) {
     for (const [key, id] of [["nodeId", o.nodeId], ["peerId", o.peerId]] as const) {
@@ -139,7 +169,9 @@ export class PeerClient {
       );
     }
     this.#o = o;
-    this.#url = o.baseUrl.replace(/\/+$/, "");
+    let base = o.baseUrl.replace(/\/+$/, "");
+    if (o.tls && url.protocol === "http:") base = `https:${base.slice("http:".length)}`;
+    this.#url = base;
     this.#peerLabel = { peer: String(o.peerId) };
     this.#requestTimeoutMs = positiveOption(
       o.requestTimeoutMs,
@@ -160,8 +192,29 @@ export class PeerClient {
     if (this.#maxInflight > 4) {
       throw new RangeError(`maxInflightRequests: expected 1..4, got ${this.#maxInflight}`);
     }
+    this.#chunkBytes = positiveOption(
+      o.snapshotChunkBytes,
+      SNAPSHOT_CHUNK_BYTES_DEFAULT,
+      "snapshotChunkBytes",
+    );
     describeTransportMetrics(o.metrics);
-    this.#http = Deno.createHttpClient({});
+    const caFile = o.tls?.caFile ?? null;
+    let caCerts: string[] | undefined;
+    if (caFile !== null) {
+      try {
+        caCerts = [Deno.readTextFileSync(caFile)];
+      } catch (error) {
+        throw new Error(`cannot read the TLS CA file "${caFile}": ${(error as Error).message}`, {
+          cause: error,
+        });
+      }
+    }
+    this.#http = Deno.createHttpClient(caCerts ? { caCerts } : {});
+  }
+
+  /** The peer's base URL as used (`https://` with `tls`). */
+  get baseUrl(): string {
+    return this.#url;
   }
 
   /** Messages waiting to be sent (snapshots included). */
@@ -216,13 +269,12 @@ export class PeerClient {
     const timer = setTimeout(() => controller.abort(new TimeoutError()), timeoutMs);
     this.#controllers.add(controller);
     const work = (async () => {
-      const res = await fetch(`${this.#url}/rpc/${encodeURIComponent(name)}`, {
-        method: "POST",
-        headers: { ...this.#headers(), "Content-Type": "application/json" },
-        body: JSON.stringify(body ?? null),
-        signal: controller.signal,
-        client: this.#http,
-      });
+      const res = await this.#fetch(
+        `/rpc/${encodeURIComponent(name)}`,
+        { "Content-Type": "application/json" },
+        encoder.encode(JSON.stringify(body ?? null)),
+        controller.signal,
+      );
       const text = await res.text();
       let parsed: unknown = null;
       try {
@@ -292,7 +344,7 @@ export class PeerClient {
       const batch = this.#queue.splice(0, batchLength(this.#queue));
       this.#inflight++;
       this.#track(
-        this.#post(batch, false).finally(() => {
+        this.#post(batch).finally(() => {
           this.#inflight--;
           this.#pump();
         }),
@@ -302,7 +354,7 @@ export class PeerClient {
       const batch = this.#snapshots.splice(0, 1);
       this.#snapshotInflight = true;
       this.#track(
-        this.#post(batch, true).finally(() => {
+        this.#postSnapshot(batch[0]!).finally(() => {
           this.#snapshotInflight = false;
           this.#pump();
         }),
@@ -316,30 +368,21 @@ export class PeerClient {
     work.finally(() => this.#pending.delete(work));
   }
 
-  async #post(batch: Message[], isSnapshot: boolean): Promise<void> {
+  async #post(batch: Message[]): Promise<void> {
     const o = this.#o;
     const controller = new AbortController();
-    const timer = setTimeout(
-      () => controller.abort(new TimeoutError()),
-      isSnapshot ? this.#snapshotTimeoutMs : this.#requestTimeoutMs,
-    );
+    const timer = setTimeout(() => controller.abort(new TimeoutError()), this.#requestTimeoutMs);
     this.#controllers.add(controller);
-    const body = encodeMessages({
-      clusterId: o.clusterId(),
-      from: o.nodeId,
-      sender: o.selfAddress ?? null,
-      messages: batch,
-    }) as Uint8Array<ArrayBuffer>;
+    const body = this.#encode(batch);
     const started = performance.now();
-    let failure: "network" | "timeout" | "status" | null = null;
+    let failure: Failure | null = null;
     try {
-      const res = await fetch(`${this.#url}/raft/messages`, {
-        method: "POST",
-        headers: { ...this.#headers(), "Content-Type": "application/octet-stream" },
+      const res = await this.#fetch(
+        "/raft/messages",
+        { "Content-Type": "application/octet-stream" },
         body,
-        signal: controller.signal,
-        client: this.#http,
-      });
+        controller.signal,
+      );
       await res.arrayBuffer(); // drain, so the connection goes back to the pool
       if (!res.ok) failure = "status";
     } catch {
@@ -356,16 +399,116 @@ export class PeerClient {
       o.metrics.inc(M.bytesSent, undefined, body.length);
       for (const m of batch) o.metrics.inc(M.messagesSent, { type: m.type });
     } else {
-      o.metrics.inc(M.requestErrors, { ...this.#peerLabel, reason: failure });
-      o.metrics.inc(
-        M.messagesDropped,
-        { ...this.#peerLabel, reason: "request_failed" },
-        batch.length,
-      );
-      this.#startBackoff();
-      o.onUnreachable(o.peerId);
+      this.#failed(failure, batch.length);
     }
-    if (isSnapshot) o.onSnapshotResult(o.peerId, failure === null);
+  }
+
+  /**
+   * Send one snapshot_request as chunks of one encoded envelope to
+   * `POST /raft/snapshot`, in order, each waiting for the previous answer.
+   */
+  async #postSnapshot(message: Message): Promise<void> {
+    const o = this.#o;
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new TimeoutError()), this.#snapshotTimeoutMs);
+    this.#controllers.add(controller);
+    const body = this.#encode([message]);
+    const id = crypto.randomUUID();
+    let failure: Failure | null = null;
+    let sent = 0;
+    try {
+      for (let offset = 0; offset < body.length && failure === null; offset += this.#chunkBytes) {
+        const chunk = body.subarray(offset, Math.min(body.length, offset + this.#chunkBytes));
+        const started = performance.now();
+        const res = await this.#fetch(
+          "/raft/snapshot",
+          {
+            "Content-Type": "application/octet-stream",
+            [HEADER_SNAPSHOT_ID]: id,
+            [HEADER_SNAPSHOT_OFFSET]: String(offset),
+            [HEADER_SNAPSHOT_TOTAL]: String(body.length),
+          },
+          chunk,
+          controller.signal,
+        );
+        await res.arrayBuffer();
+        if (this.#closed) return;
+        o.metrics.inc(M.requests, this.#peerLabel);
+        o.metrics.observe(
+          M.requestDuration,
+          (performance.now() - started) / 1000,
+          this.#peerLabel,
+        );
+        if (!res.ok) failure = "status";
+        else {
+          sent += chunk.length;
+          o.metrics.inc(M.snapshotChunksSent, this.#peerLabel);
+        }
+      }
+    } catch {
+      failure = controller.signal.reason instanceof TimeoutError ? "timeout" : "network";
+    } finally {
+      clearTimeout(timer);
+      this.#controllers.delete(controller);
+    }
+    if (this.#closed) return;
+    o.metrics.inc(M.bytesSent, undefined, sent);
+    if (failure === null) {
+      this.#backoffMs = 0;
+      o.metrics.inc(M.messagesSent, { type: message.type });
+    } else {
+      this.#failed(failure, 1);
+    }
+    o.onSnapshotResult(o.peerId, failure === null);
+  }
+
+  #encode(batch: Message[]): Uint8Array<ArrayBuffer> {
+    const o = this.#o;
+    return encodeMessages({
+      clusterId: o.clusterId(),
+      from: o.nodeId,
+      sender: o.selfAddress ?? null,
+      messages: batch,
+    }) as Uint8Array<ArrayBuffer>;
+  }
+
+  #failed(failure: Failure, dropped: number): void {
+    const o = this.#o;
+    o.metrics.inc(M.requestErrors, { ...this.#peerLabel, reason: failure });
+    o.metrics.inc(M.messagesDropped, { ...this.#peerLabel, reason: "request_failed" }, dropped);
+    this.#startBackoff();
+    o.onUnreachable(o.peerId);
+  }
+
+  /** POST `body` to `path` on the peer with the common headers, signed when there is a secret. */
+  async #fetch(
+    path: string,
+    extra: Record<string, string>,
+    body: Uint8Array,
+    signal: AbortSignal,
+  ): Promise<Response> {
+    const headers = { ...this.#headers(), ...extra };
+    const secret = this.#o.authSecret;
+    if (secret !== null) {
+      const timestamp = String(Date.now());
+      headers[HEADER_NONCE] = nonce();
+      headers[HEADER_TIMESTAMP] = timestamp;
+      headers[HEADER_SIGNATURE] = await signRequest(secret, {
+        method: "POST",
+        path: new URL(`${this.#url}${path}`).pathname,
+        timestamp,
+        from: String(this.#o.nodeId),
+        body,
+        headers: Object.entries(headers),
+      });
+    }
+    return await fetch(`${this.#url}${path}`, {
+      method: "POST",
+      headers,
+      body: body as Uint8Array<ArrayBuffer>,
+      signal,
+      client: this.#http,
+    });
   }
 
   #startBackoff(): void {
@@ -388,7 +531,6 @@ export class PeerClient {
         ? `[${address}]:${port}`
         : `${address}:${port}`;
     }
-    if (o.authSecret !== null) headers["Authorization"] = `Bearer ${clientToken(o.authSecret)}`;
     return headers;
   }
 

@@ -177,11 +177,17 @@ type BytesReader = (value: unknown, path: string) => Uint8Array;
  *
  * @param body the binary form, or the JSON text form (as a string or UTF-8 bytes)
  * @param expectedTo this node's id: every message must be addressed to it
+ * @param options.adopt the caller hands `body` over (it will not change it):
+ *   byte fields may be views of `body` itself, saving a copy of the payload
  * @returns the envelope; byte fields are views of one copy of the payload,
- *   never of `body` itself
+ *   never of `body` itself unless `adopt` is set
  * @throws {CodecError} naming the first field that is wrong
  */
-export function decodeMessages(body: string | Uint8Array, expectedTo: number): Envelope {
+export function decodeMessages(
+  body: string | Uint8Array,
+  expectedTo: number,
+  options: { adopt?: boolean } = {},
+): Envelope {
   let header: unknown;
   let readBytes: BytesReader;
   if (typeof body !== "string" && hasMagic(body)) {
@@ -195,7 +201,9 @@ export function decodeMessages(body: string | Uint8Array, expectedTo: number): E
     }
     // one copy of the payload; byte fields are views of it (cheaper than one
     // allocation per entry, and never aliases the caller's body)
-    const payload = body.slice(HEADER_OFFSET + headerBytes);
+    const payload = options.adopt
+      ? body.subarray(HEADER_OFFSET + headerBytes)
+      : body.slice(HEADER_OFFSET + headerBytes);
     header = parseJson(body.subarray(HEADER_OFFSET, HEADER_OFFSET + headerBytes));
     readBytes = (value, path) => {
       if (!Array.isArray(value) || value.length !== 2) fail(path, "expected [offset, length]");

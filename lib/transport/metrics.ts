@@ -252,6 +252,9 @@ export const TRANSPORT_METRICS = {
   serverErrors: "transport_server_errors_total",
   rpcHandled: "transport_rpc_handled_total",
   rpcCalls: "transport_rpc_calls_total",
+  snapshotChunksSent: "transport_snapshot_chunks_sent_total",
+  snapshotChunksReceived: "transport_snapshot_chunks_received_total",
+  snapshotTransfersDropped: "transport_snapshot_transfers_dropped_total",
 } as const;
 
 const HELP: Record<keyof typeof TRANSPORT_METRICS, [string, MetricType]> = {
@@ -270,10 +273,20 @@ const HELP: Record<keyof typeof TRANSPORT_METRICS, [string, MetricType]> = {
   ],
   requestDuration: ["Duration of peer message requests in seconds, by peer.", "histogram"],
   queueMessages: ["Messages waiting in the send queue, by peer.", "gauge"],
-  rejected: ["Incoming peer requests rejected, by endpoint and reason.", "counter"],
+  rejected: [
+    "Incoming peer requests rejected, by endpoint and reason (unauthorized, stale, replay, " +
+    "forbidden, bad_request, cluster_mismatch, too_large, snapshot_out_of_order).",
+    "counter",
+  ],
   serverErrors: ["Incoming peer requests that failed with an internal error.", "counter"],
   rpcHandled: ["RPCs handled by this node, by name and outcome.", "counter"],
   rpcCalls: ["RPCs this node called on peers, by name and outcome.", "counter"],
+  snapshotChunksSent: ["Snapshot chunks sent to peers, by peer.", "counter"],
+  snapshotChunksReceived: ["Snapshot chunks accepted from peers.", "counter"],
+  snapshotTransfersDropped: [
+    "Incomplete incoming snapshot transfers dropped, by reason (timeout, superseded, evicted).",
+    "counter",
+  ],
 };
 
 /**

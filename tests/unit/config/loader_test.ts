@@ -82,6 +82,9 @@ Deno.test("the fixture tree is read with every include form, in PostgreSQL's ord
     appendBatchSize: 64,
     snapshotThreshold: 200,
     failoverEnabled: false,
+    tlsCertFile: null,
+    tlsKeyFile: null,
+    tlsCaFile: null,
   });
   assert.deepEqual(config.connection, {
     port: 5433,
@@ -95,7 +98,7 @@ Deno.test("the fixture tree is read with every include form, in PostgreSQL's ord
 Deno.test("entries give each setting's display value, source, file and line", async () => {
   const config = await loadConfig(`${tree}postgresql.conf`);
   assert.deepEqual(config.entries.map((e) => e.name).slice(0, 3), ["node_id", "address", "port"]);
-  assert.equal(config.entries.length, 13);
+  assert.equal(config.entries.length, 16);
   assert.deepEqual(entry(config, "heartbeat_interval"), {
     name: "heartbeat_interval",
     setting: "50ms",
@@ -151,6 +154,9 @@ Deno.test("defaults fill every setting that is not set", async () => {
     appendBatchSize: 512,
     snapshotThreshold: 8000,
     failoverEnabled: true,
+    tlsCertFile: null,
+    tlsKeyFile: null,
+    tlsCaFile: null,
   });
   assert.deepEqual(
     config.entries.filter((e) => e.source === "default").map((e) => [e.name, e.setting]),
@@ -159,6 +165,9 @@ Deno.test("defaults fill every setting that is not set", async () => {
       ["database", "postgres"],
       ["auth_secret", ""],
       ["auth_secret_file", ""],
+      ["tls_cert_file", ""],
+      ["tls_key_file", ""],
+      ["tls_ca_file", ""],
       ["cluster_name", "pgraft"],
       ["heartbeat_interval", "100ms"],
       ["election_timeout", "1000ms"],

@@ -339,3 +339,29 @@ Deno.test("codec rejects a binary data ref that is not [offset, length]", () => 
     "messages[0].entries[0].data[0]: expected a non-negative integer offset",
   );
 });
+
+Deno.test("decodeMessages with adopt gives views of the body itself, else of a copy", () => {
+  const encoded = encodeMessages({
+    clusterId: null,
+    from: 1,
+    sender: null,
+    messages: [{
+      type: "append_request",
+      term: 1,
+      from: 1,
+      to: 2,
+      prevLogIndex: 0,
+      prevLogTerm: 0,
+      commit: 0,
+      entries: [{ index: 1, term: 1, type: "normal", data: new Uint8Array([1, 2, 3]) }],
+    }],
+  }) as Uint8Array;
+  const entryData = (adopt: boolean) => {
+    const m = decodeMessages(encoded, 2, { adopt }).messages[0]!;
+    assert.ok(m.type === "append_request");
+    return m.entries[0]!.data;
+  };
+  assert.equal(entryData(true).buffer, encoded.buffer);
+  assert.notEqual(entryData(false).buffer, encoded.buffer);
+  assert.deepEqual([...entryData(true)], [1, 2, 3]);
+});
