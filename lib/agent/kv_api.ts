@@ -59,6 +59,8 @@ export function mountKvApi(
       return json(c, 400, { error: "the key is not valid percent-encoding" });
     }
     if (key.length === 0) return json(c, 400, { error: "empty key" });
+    // PostgreSQL text cannot hold NUL: such a key could never be applied.
+    if (key.includes("\0")) return json(c, 400, { error: "the key contains a NUL character" });
     if (new TextEncoder().encode(key).length > KV_KEY_BYTES_MAX) {
       return json(c, 414, { error: `key longer than ${KV_KEY_BYTES_MAX} bytes` });
     }
