@@ -158,12 +158,11 @@ declare
   last bigint;
   i int;
 begin
-  -- Applying needs atomicity, not an fsync of its own: the entries are already
-  -- durable in the log (and on a majority), so a crash that loses this commit
-  -- only rolls last_applied back together with its effects, and the entries are
-  -- applied again, exactly once. A later synchronous commit (the next persist,
-  -- a snapshot) flushes this one too, since WAL is written in order.
-  perform set_config('synchronous_commit', 'off', true);
+  -- Applying commits synchronously like every other storage write. (An
+  -- asynchronous commit looked safe since the entries are durable in the log,
+  -- but a crash of PostgreSQL alone then rolls last_applied back behind the
+  -- agent's applied index: tests/e2e/kv_faults_test.ts caught stale reads and
+  -- an apply gap.)
   select a.last_applied into strict last from pgraft.applied a for update;
   for i in 1 .. coalesce(array_length(p_idx, 1), 0) loop
     r_idx := p_idx[i];
