@@ -45,6 +45,9 @@ export class CommandError extends Error {
 }
 
 /** Runs commands one at a time, oldest first. */
+/** Forwarded request ids remembered to answer a resent request without running it twice. */
+const FORWARDED_REMEMBERED_MAX = 1024;
+
 /** Delay before retrying a failed read or write of pgraft.commands. */
 const COMMAND_RETRY_MS = 50;
 
@@ -52,6 +55,7 @@ const COMMAND_RETRY_MS = 50;
 const COMMAND_RECORD_ATTEMPTS_MAX = 100;
 
 export class CommandExecutor {
+  #forwarded = new Map<string, Promise<CommandReply | { error: string }>>();
   #agent: Agent;
   #draining: Promise<void> | null = null;
   #again = false;
@@ -63,7 +67,6 @@ export class CommandExecutor {
     this.#agent = agent;
   }
 
-  /** Look for pending commands (after a NOTIFY, at start, and on a slow timer). */
   /** Ask for the pending commands again (also after a missed notification). */
   poll(): void {
     if (this.#stopped) return;
@@ -187,7 +190,7 @@ export class CommandExecutor {
     if (!client) throw new CommandError(`the address of leader node ${leader} is not known yet`);
     const reply = await client.rpc(
       "command",
-      { kind, args },
+      { kind, args, requestId: crypto.randomUUID() },
       4 * this.#agent.settings.electionTimeoutMs,
     ) as
       | CommandReply
@@ -197,19 +200,39 @@ export class CommandExecutor {
     return reply;
   }
 
-  /** A command forwarded by a follower (RPC "command"). */
-  async executeForwarded(body: unknown): Promise<CommandReply | { error: string }> {
-    if (typeof body !== "object" || body === null) return { error: "malformed command" };
-    const { kind, args } = body as { kind?: unknown; args?: unknown };
+  /**
+   * A command forwarded by a follower (RPC "command"). The same request may
+   * arrive twice (an HTTP client resends a request whose connection broke
+   * before the answer): a request id seen recently gets the first answer
+   * instead of running the command again.
+   */
+  executeForwarded(body: unknown): Promise<CommandReply | { error: string }> {
+    if (typeof body !== "object" || body === null) {
+      return Promise.resolve({ error: "malformed command" });
+    }
+    const { kind, args, requestId } = body as {
+      kind?: unknown;
+      args?: unknown;
+      requestId?: unknown;
+    };
     if (typeof kind !== "string" || !FORWARDABLE.has(kind)) {
-      return { error: `unknown command kind: ${kind}` };
+      return Promise.resolve({ error: `unknown command kind: ${kind}` });
     }
-    if (typeof args !== "object" || args === null) return { error: "malformed command arguments" };
-    try {
-      return await this.executeLocal(kind as CommandRow["kind"], args as Record<string, unknown>);
-    } catch (error) {
-      return { error: (error as Error).message };
+    if (typeof args !== "object" || args === null) {
+      return Promise.resolve({ error: "malformed command arguments" });
     }
+    const id = typeof requestId === "string" && requestId.length <= 64 ? requestId : null;
+    const seen = id ? this.#forwarded.get(id) : undefined;
+    if (seen) return seen;
+    const reply = this.executeLocal(kind as CommandRow["kind"], args as Record<string, unknown>)
+      .catch((error) => ({ error: (error as Error).message }));
+    if (id) {
+      this.#forwarded.set(id, reply);
+      if (this.#forwarded.size > FORWARDED_REMEMBERED_MAX) {
+        this.#forwarded.delete(this.#forwarded.keys().next().value!);
+      }
+    }
+    return reply;
   }
 
   /** Execute on this node, which must be the leader. */
