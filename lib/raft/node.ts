@@ -600,9 +600,21 @@ export class RaftNode {
     this.#broadcastPending = false;
   }
 
+  /**
+   * Draw the next election timeout: [electionTicks, electionTicks + jitter).
+   * A (pre-)candidate whose election fails (a split vote) retries sooner, after
+   * [electionTicks / 2, electionTicks / 2 + jitter): the leader is already known
+   * to be gone, and failover stays within two election timeouts even when the
+   * first round splits. Safety does not depend on timeouts; pre-vote keeps a
+   * candidate that cannot win from raising terms while it retries.
+   */
   #resetRandomizedElectionTimeout(): void {
     const jitter = Math.max(1, this.#electionJitterTicks);
-    this.#randomizedElectionTimeout = this.#electionTicks + this.#randomInt(jitter);
+    const campaigning = this.#role === "candidate" || this.#role === "pre_candidate";
+    const base = campaigning
+      ? Math.max(this.#heartbeatTicks + 1, Math.floor(this.#electionTicks / 2))
+      : this.#electionTicks;
+    this.#randomizedElectionTimeout = base + this.#randomInt(jitter);
   }
 
   #applyTiming(t: Timing): void {

@@ -438,3 +438,29 @@ Deno.test("§5.3 log matching: a follower rejects an append whose previous entry
   });
   assert.equal(b.status().lastIndex, 2, "nothing appended");
 });
+
+Deno.test("§5.2 split votes: a candidate that did not win retries after half an election timeout", () => {
+  const net = new Net(3, { preVote: false, electionJitterTicks: 1 });
+  net.crash(1);
+  net.isolate(2); // node 2 cannot gather votes: its election fails
+  net.get(2).node.campaign();
+  net.deliverAll();
+  assert.equal(net.get(2).node.status().role, "candidate");
+  const started = net.get(2).node.status().electionsStarted;
+  let ticks = 0;
+  while (net.get(2).node.status().electionsStarted === started && ticks < 50) {
+    net.tick(1, [2]);
+    ticks++;
+  }
+  assert.ok(ticks <= 6, `retried after ${ticks} ticks (election timeout 10)`);
+  // A follower still waits a whole election timeout before its first campaign.
+  net.heal();
+  const t3 = net.get(3).node;
+  let followerTicks = 0;
+  const before = t3.status().electionsStarted + (t3.status().role === "follower" ? 0 : 1);
+  while (t3.status().electionsStarted < before + 1 && followerTicks < 50) {
+    net.tick(1, [3]);
+    followerTicks++;
+  }
+  assert.ok(followerTicks >= 10, `a follower campaigned after ${followerTicks} ticks`);
+});
