@@ -540,6 +540,23 @@ begin
 end
 $$;
 
+-- The member a command names, once a leader is known; errors for a bad or unknown id.
+create function pgraft.require_member(s pgraft.node_status, node_id int) returns pgraft.members
+language plpgsql volatile as $$
+declare
+  target pgraft.members;
+begin
+  perform pgraft.check_node_id(node_id);
+  perform pgraft.require_leader(s);
+  select * into target from pgraft.members m where m.node_id = require_member.node_id;
+  if not found then
+    raise exception 'node % is not a member of the cluster', node_id
+      using errcode = '42704', hint = 'See SELECT node_id FROM pgraft_get_nodes();';
+  end if;
+  return target;
+end
+$$;
+
 create function public.pgraft_remove_node(node_id int) returns boolean
 language plpgsql volatile security definer set search_path = pg_catalog, pgraft as $$
 declare
@@ -547,14 +564,8 @@ declare
   target pgraft.members;
 begin
   perform pgraft.await_commands();
-  perform pgraft.check_node_id(node_id);
   s := pgraft.require_agent();
-  perform pgraft.require_leader(s);
-  select * into target from pgraft.members m where m.node_id = pgraft_remove_node.node_id;
-  if not found then
-    raise exception 'node % is not a member of the cluster', node_id
-      using errcode = '42704', hint = 'See SELECT node_id FROM pgraft_get_nodes();';
-  end if;
+  target := pgraft.require_member(s, node_id);
   if target.is_voter and (select count(*) from pgraft.members where is_voter) = 1 then
     raise exception 'cannot remove node %: it is the last voter', node_id
       using errcode = '55000', hint = 'A cluster needs at least one voter; add and promote another node first.';
@@ -571,14 +582,8 @@ declare
   target pgraft.members;
 begin
   perform pgraft.await_commands();
-  perform pgraft.check_node_id(node_id);
   s := pgraft.require_agent();
-  perform pgraft.require_leader(s);
-  select * into target from pgraft.members m where m.node_id = pgraft_transfer_leadership.node_id;
-  if not found then
-    raise exception 'node % is not a member of the cluster', node_id
-      using errcode = '42704', hint = 'See SELECT node_id FROM pgraft_get_nodes();';
-  end if;
+  target := pgraft.require_member(s, node_id);
   if not target.is_voter then
     raise exception 'node % is a learner and cannot lead', node_id
       using errcode = '55000', hint = 'It is promoted to voter once it has caught up with the log.';

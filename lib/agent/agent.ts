@@ -33,6 +33,7 @@ import {
   createPeerApp,
   isLoopback,
   Metrics,
+  type PeerAppOptions,
   PeerClient,
   PeerServer,
   registerRpc,
@@ -175,7 +176,7 @@ export class Agent {
     this.#driver = new Driver(node, this.#storage, this.#hooks());
     this.#commands = new CommandExecutor(this);
 
-    this.#app = createPeerApp({
+    const peerOptions: PeerAppOptions = {
       nodeId: this.nodeId,
       clusterId: () => this.#applied.clusterId,
       authSecret: this.config.settings.authSecret,
@@ -190,35 +191,10 @@ export class Agent {
       },
       status: () => this.httpStatus(),
       health: () => this.#health(),
-    });
-    registerRpc(
-      this.#app,
-      {
-        nodeId: this.nodeId,
-        clusterId: () => this.#applied.clusterId,
-        authSecret: this.config.settings.authSecret,
-        metrics: this.metrics,
-        onMessages: () => {},
-        status: () => this.httpStatus(),
-        health: () => this.#health(),
-      },
-      "command",
-      (body) => this.#commands.executeForwarded(body),
-    );
-    registerRpc(
-      this.#app,
-      {
-        nodeId: this.nodeId,
-        clusterId: () => this.#applied.clusterId,
-        authSecret: this.config.settings.authSecret,
-        metrics: this.metrics,
-        onMessages: () => {},
-        status: () => this.httpStatus(),
-        health: () => this.#health(),
-      },
-      "read_index",
-      () => readIndexRpc(this),
-    );
+    };
+    this.#app = createPeerApp(peerOptions);
+    registerRpc(this.#app, peerOptions, "command", (body) => this.#commands.executeForwarded(body));
+    registerRpc(this.#app, peerOptions, "read_index", () => readIndexRpc(this));
     mountKvApi(this.#app, this, (c) => Promise.resolve(this.#authorizeClient(c)));
     if (!this.config.settings.authSecret) {
       this.log.warn("no pgraft.auth_secret: only loopback peers and clients are accepted");

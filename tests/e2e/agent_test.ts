@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import type postgres from "postgres";
 import { main } from "../../lib/cli/mod.ts";
-import { type TestCluster, withCluster } from "../helpers/cluster.ts";
+import { eventually, type TestCluster, withCluster } from "../helpers/cluster.ts";
 
 /** Faster timing than the defaults so the tests stay short; same ratios as production. */
 const HEARTBEAT_MS = 50;
@@ -23,26 +23,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function term(cluster: TestCluster, id: number): Promise<number> {
   const [row] = await cluster.sql(id)`select pgraft_get_term() as t`;
   return Number(row!.t);
-}
-
-/** Wait until `check` holds, polling every 20 ms, at most `timeoutMs`. */
-async function eventually<T>(
-  what: string,
-  timeoutMs: number,
-  check: () => Promise<T | null | undefined | false>,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown = null;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (error) {
-      last = error;
-    }
-    await sleep(20);
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${last})` : ""}`);
 }
 
 /** The leader as seen by every node in `ids` once they agree, or null. */

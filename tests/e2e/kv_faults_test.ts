@@ -17,7 +17,7 @@
  */
 
 import assert from "node:assert/strict";
-import { type TestCluster, withCluster } from "../helpers/cluster.ts";
+import { eventually as pollUntil, type TestCluster, withCluster } from "../helpers/cluster.ts";
 import {
   checkHistory,
   type CheckResult,
@@ -49,25 +49,12 @@ const OPS_PER_CLIENT_MAX = 3_000;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Wait until `check` holds, polling every 50 ms, at most `timeoutMs`. */
-async function eventually<T>(
+/** The faults' checks poll every 50 ms. */
+const eventually = <T>(
   what: string,
   timeoutMs: number,
   check: () => Promise<T | null | undefined | false>,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown = null;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (error) {
-      last = error;
-    }
-    await sleep(50);
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${last})` : ""}`);
-}
+): Promise<T> => pollUntil(what, timeoutMs, check, 50);
 
 // ---- the cluster behind proxies ----------------------------------------------
 

@@ -195,3 +195,27 @@ export async function withCluster<T>(
     if (!failed) await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
+
+/**
+ * Wait until `check` returns something truthy (errors count as "not yet"),
+ * polling every `pollMs`, at most `timeoutMs`; the error names `what`.
+ */
+export async function eventually<T>(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<T | null | undefined | false>,
+  pollMs = 20,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown = null;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+  throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${last})` : ""}`);
+}
