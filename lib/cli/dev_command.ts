@@ -239,6 +239,13 @@ async function bootstrap(nodes: DevNode[], say: (line: string) => void): Promise
       await first`select pgraft_add_node(${node.id}, '127.0.0.1', ${node.agentPort})`;
     }
     await first`select pgraft_is_leader()`; // waits for the commands above
+    // Learners are promoted once caught up (a few heartbeats): show a cluster of voters.
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const [row] = await first`select count(*)::int as n from pgraft_get_nodes() where is_voter`;
+      if ((row?.n as number) >= nodes.length) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
   } finally {
     await first.end();
   }
