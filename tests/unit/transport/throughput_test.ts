@@ -4,33 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { createPeerApp, Metrics, PeerClient, PeerServer } from "../../../lib/transport/mod.ts";
-import type { Entry, Message } from "../../../lib/raft/types.ts";
+import { append as appendOf, heartbeat } from "./helpers.ts";
 
-function heartbeat(commit: number): Message {
-  return { type: "heartbeat_request", term: 3, from: 1, to: 2, commit, readContext: "" };
-}
-
-function append(batch: number, entries: number, entryBytes: number): Message {
-  const first = batch * entries + 1;
-  const list: Entry[] = [];
-  for (let i = 0; i < entries; i++) {
-    list.push({
-      index: first + i,
-      term: 3,
-      type: "normal",
-      data: new Uint8Array(entryBytes).fill(i & 0xff),
-    });
-  }
-  return {
-    type: "append_request",
-    term: 3,
-    from: 1,
-    to: 2,
-    prevLogIndex: first - 1,
-    prevLogTerm: first > 1 ? 3 : 0,
-    commit: 0,
-    entries: list,
-  };
+/** The `batch`-th append of `entries` entries (indexes follow on from the previous batch). */
+function append(batch: number, entries: number, entryBytes: number) {
+  return appendOf(entries, entryBytes, batch * entries + 1);
 }
 
 function percentile(sorted: number[], p: number): number {
