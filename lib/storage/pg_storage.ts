@@ -345,46 +345,31 @@ export class PgStorage implements RaftStorage {
   async #appendAndHardState(sql: Sql, update: PersistUpdate): Promise<void> {
     const { entries, hardState: hs } = update;
     const last = entries[entries.length - 1];
-    if (last && hs) {
-      await sql`
-        with appended as (
-          insert into pgraft.log (idx, term, type, data)
-          select * from unnest(${sql.typed(entries.map((e) => e.index), INT8_ARRAY)},
-                               ${sql.typed(entries.map((e) => e.term), INT8_ARRAY)},
-                               ${
-        sql.typed(entries.map((e) => ENTRY_TYPE_CODE[e.type]), INT2_ARRAY)
-      },
-                               ${sql.typed(entries.map((e) => e.data), BYTEA_ARRAY)})
-          on conflict (idx) do update
-            set term = excluded.term, type = excluded.type, data = excluded.data
-        ), truncated as (
-          delete from pgraft.log where idx > ${last.index}
-        )
+    const writeHardState = hs
+      ? sql`
         insert into pgraft.hard_state (id, term, vote, commit)
         values (true, ${hs.term}, ${hs.vote}, ${hs.commit})
         on conflict (id) do update
-          set term = excluded.term, vote = excluded.vote, commit = excluded.commit`;
-    } else if (last) {
-      await sql`
-        with appended as (
-          insert into pgraft.log (idx, term, type, data)
-          select * from unnest(${sql.typed(entries.map((e) => e.index), INT8_ARRAY)},
-                               ${sql.typed(entries.map((e) => e.term), INT8_ARRAY)},
-                               ${
-        sql.typed(entries.map((e) => ENTRY_TYPE_CODE[e.type]), INT2_ARRAY)
-      },
-                               ${sql.typed(entries.map((e) => e.data), BYTEA_ARRAY)})
-          on conflict (idx) do update
-            set term = excluded.term, type = excluded.type, data = excluded.data
-        )
-        delete from pgraft.log where idx > ${last.index}`;
-    } else if (hs) {
-      await sql`
-        insert into pgraft.hard_state (id, term, vote, commit)
-        values (true, ${hs.term}, ${hs.vote}, ${hs.commit})
-        on conflict (id) do update
-          set term = excluded.term, vote = excluded.vote, commit = excluded.commit`;
+          set term = excluded.term, vote = excluded.vote, commit = excluded.commit`
+      : null;
+    if (!last) {
+      if (writeHardState) await writeHardState;
+      return;
     }
+    const appended = sql`appended as (
+          insert into pgraft.log (idx, term, type, data)
+          select * from unnest(${sql.typed(entries.map((e) => e.index), INT8_ARRAY)},
+                               ${sql.typed(entries.map((e) => e.term), INT8_ARRAY)},
+                               ${
+      sql.typed(entries.map((e) => ENTRY_TYPE_CODE[e.type]), INT2_ARRAY)
+    },
+                               ${sql.typed(entries.map((e) => e.data), BYTEA_ARRAY)})
+          on conflict (idx) do update
+            set term = excluded.term, type = excluded.type, data = excluded.data
+        )`;
+    const truncate = sql`delete from pgraft.log where idx > ${last.index}`;
+    if (writeHardState) await sql`with ${appended}, truncated as (${truncate}) ${writeHardState}`;
+    else await sql`with ${appended} ${truncate}`;
   }
 
   apply(items: ApplyItem[]): Promise<ApplyResult[]> {
