@@ -16,14 +16,7 @@ export async function storageBench(
   server: PgServer,
   options: { quick: boolean },
 ): Promise<Record<string, unknown>> {
-  const storage = await PgStorage.open({
-    connection: {
-      host: server.host,
-      port: server.port,
-      user: server.user,
-      database: server.database,
-    },
-  });
+  const storage = await PgStorage.open({ connection: server.connection });
   try {
     const value = new Uint8Array(100).fill(120);
     let next = 1;

@@ -11,6 +11,7 @@
 
 import { dirname, join } from "node:path";
 import postgres from "postgres";
+import type { PgConnectionOptions } from "../control/connection.ts";
 
 /** Where the server programs are. */
 export interface PgBinaries {
@@ -299,6 +300,11 @@ export class PgServer {
   /** The postmaster's PID while running. */
   get pid(): number | null {
     return this.#child?.pid ?? null;
+  }
+
+  /** Connection parameters for postgres.js (and PgStorage). */
+  get connection(): PgConnectionOptions {
+    return { host: this.host, port: this.port, user: this.user, database: this.database };
   }
 
   /** A connection URL for postgres.js or psql. */

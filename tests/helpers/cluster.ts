@@ -58,10 +58,7 @@ export class TestCluster {
     if (!pool) {
       const server = this.node(id).server;
       pool = postgres({
-        host: server.host,
-        port: server.port,
-        user: server.user,
-        database: server.database,
+        ...server.connection,
         max: 2,
         onnotice: () => {},
         connect_timeout: 5,

@@ -40,10 +40,7 @@ export function withPgServer<T>(
 /** A postgres.js pool on `server` that the caller must `end()`. */
 export function connect(server: PgServer, options: postgres.Options<Record<string, never>> = {}) {
   return postgres({
-    host: server.host,
-    port: server.port,
-    user: server.user,
-    database: server.database,
+    ...server.connection,
     max: 4,
     onnotice: () => {},
     ...options,

@@ -458,14 +458,7 @@ Deno.test("PgStorage meets the storage contract", async (t) => {
 Deno.test("PgStorage.open names the missing migrations instead of failing later", async () => {
   await withPgServer(async (server) => {
     await assert.rejects(
-      PgStorage.open({
-        connection: {
-          host: server.host,
-          port: server.port,
-          user: server.user,
-          database: server.database,
-        },
-      }),
+      PgStorage.open({ connection: server.connection }),
       /run the migrations/,
     );
   });

@@ -20,12 +20,7 @@ async function openStorage(server: PgServer, timeoutMs = 10_000): Promise<PgStor
     await sql.end();
   }
   return await PgStorage.open({
-    connection: {
-      host: server.host,
-      port: server.port,
-      user: server.user,
-      database: server.database,
-    },
+    connection: server.connection,
     timeoutMs,
   });
 }

@@ -35,14 +35,7 @@ Deno.test("persist and apply latencies stay within one transaction's cost", asyn
     } finally {
       await sql.end();
     }
-    const storage = await PgStorage.open({
-      connection: {
-        host: server.host,
-        port: server.port,
-        user: server.user,
-        database: server.database,
-      },
-    });
+    const storage = await PgStorage.open({ connection: server.connection });
     try {
       const value = new Uint8Array(100).fill(120);
       let next = 1;
