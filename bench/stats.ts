@@ -60,26 +60,8 @@ export async function timedLoop(
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Poll `check` every `intervalMs` until it returns a truthy value or `timeoutMs` passes. */
-export async function eventually<T>(
-  what: string,
-  timeoutMs: number,
-  check: () => Promise<T | null | undefined | false>,
-  intervalMs = 20,
-): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let last: unknown = null;
-  while (performance.now() < deadline) {
-    try {
-      const value = await check();
-      if (value) return value;
-    } catch (error) {
-      last = error;
-    }
-    await sleep(intervalMs);
-  }
-  throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${last})` : ""}`);
-}
+/** Poll until a check holds (the e2e tests' helper). */
+export { eventually } from "../tests/helpers/cluster.ts";
 
 /** Resident set size of a process in MB (VmRSS of /proc/<pid>/status), or null. */
 export async function rssMb(pid: number): Promise<number | null> {

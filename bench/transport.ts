@@ -26,6 +26,7 @@ import {
   signRequest,
   verifyRequest,
 } from "../lib/transport/mod.ts";
+import { percentile } from "./stats.ts";
 
 const ENTRIES = 512;
 const ENTRY_BYTES = 100;
@@ -51,11 +52,6 @@ function appendRequest(first: number, entries = ENTRIES, entryBytes = ENTRY_BYTE
 
 function heartbeat(commit: number): Message {
   return { type: "heartbeat_request", term: 3, from: 1, to: 2, commit, readContext: "" };
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 }
 
 const round = (x: number, digits = 1) => Number(x.toFixed(digits));
