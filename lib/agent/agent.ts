@@ -208,7 +208,7 @@ export class Agent {
     await this.#server.start();
 
     await this.#control.publishConfig(
-      effectiveConfigRows(this.config, this.#applied.settings, this.#settings),
+      effectiveConfigRows(this.config, this.#applied.settings),
     );
     await this.#control.listen(() => this.#commands.poll());
     this.#startTicking();
@@ -547,7 +547,7 @@ export class Agent {
       this.#refreshSettings();
       this.#publishDirty = true;
       await this.#control.publishConfig(
-        effectiveConfigRows(this.config, this.#applied.settings, this.#settings),
+        effectiveConfigRows(this.config, this.#applied.settings),
       ).catch(() => {});
     });
     return this.#reloading;

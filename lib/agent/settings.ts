@@ -7,11 +7,11 @@
  */
 
 import {
+  ELECTION_HEARTBEAT_RATIO_MIN,
   type LoadedConfig,
   parseSettingValue,
   type PgraftSettings,
   SETTINGS,
-  type SettingSpec,
 } from "../config/mod.ts";
 import type { EffectiveConfigRow } from "../control/control_db.ts";
 
@@ -65,44 +65,41 @@ export function validateClusterSetting(
   const { value, display } = parseSettingValue(name, raw);
   const heartbeat = name === "heartbeat_interval" ? value as number : current.heartbeatIntervalMs;
   const election = name === "election_timeout" ? value as number : current.electionTimeoutMs;
-  if (election < 2 * heartbeat) {
+  if (election < ELECTION_HEARTBEAT_RATIO_MIN * heartbeat) {
     throw new RangeError(
-      `election_timeout (${election}ms) must be at least twice heartbeat_interval (${heartbeat}ms)`,
+      `election_timeout (${election}ms) must be at least ${ELECTION_HEARTBEAT_RATIO_MIN} times ` +
+        `heartbeat_interval (${heartbeat}ms)`,
     );
   }
   return display;
 }
 
-function display(spec: SettingSpec, settings: PgraftSettings): string {
-  const field = settingField(spec.name);
-  const value = (settings as unknown as Record<string, unknown>)[field];
-  if (value === null || value === undefined) return "";
-  if (spec.type === "boolean") return value ? "on" : "off";
-  if (spec.type === "duration") return `${value}ms`;
-  if (spec.name === "auth_secret") return "********";
-  return String(value);
-}
-
-function settingField(name: string): string {
-  return name.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase())
-    .replace(/^heartbeatInterval$/, "heartbeatIntervalMs")
-    .replace(/^electionTimeout$/, "electionTimeoutMs");
+/** The canonical display of a cluster-wide value, or null when it is not valid (then unused). */
+function clusterDisplay(name: string, raw: string | undefined): string | null {
+  if (raw === undefined) return null;
+  try {
+    return parseSettingValue(name, raw).display;
+  } catch {
+    return null;
+  }
 }
 
 /** Rows for pgraft.effective_config: every setting with where its value comes from. */
 export function effectiveConfigRows(
   loaded: LoadedConfig,
   cluster: Record<string, string>,
-  settings: PgraftSettings,
 ): EffectiveConfigRow[] {
   return SETTINGS.map((spec) => {
     const entry = loaded.entries.find((e) => e.name === spec.name);
-    const fromCluster = spec.scope === "cluster" && cluster[spec.name] !== undefined;
+    // Like effectiveSettings: a cluster value counts when it is cluster-scoped and valid.
+    const fromClusterValue = spec.scope === "cluster"
+      ? clusterDisplay(spec.name, cluster[spec.name])
+      : null;
+    const fromCluster = fromClusterValue !== null;
     return {
       name: spec.name,
-      setting: fromCluster
-        ? display(spec, settings)
-        : (spec.name === "auth_secret" && entry?.setting ? "********" : entry?.setting ?? ""),
+      // File values are already shown canonically (secrets masked) by the loader.
+      setting: fromClusterValue ?? entry?.setting ?? "",
       unit: spec.unit,
       scope: spec.scope,
       source: fromCluster ? "cluster" : entry?.source ?? "default",
