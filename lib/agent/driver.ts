@@ -18,7 +18,6 @@ import {
   decodeConfChange,
   type Entry,
   type Message,
-  NONE,
   type RaftNode,
   type ReadState,
   type Ready,
@@ -397,5 +396,3 @@ export function toApplyItem(entry: Entry): ApplyItem {
   else command = decodeCommand(entry.data);
   return { index: entry.index, term: entry.term, command };
 }
-
-export { NONE };

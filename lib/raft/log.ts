@@ -8,7 +8,7 @@
 
 import { assert } from "../assert.ts";
 import { applyConfChange, cloneMembership, decodeConfChange } from "./conf_change.ts";
-import type { ConfChange, Entry, Membership, NodeId, Snapshot } from "./types.ts";
+import type { Entry, Membership, NodeId, Snapshot } from "./types.ts";
 
 interface ConfPoint {
   index: number;
@@ -206,10 +206,4 @@ export class RaftLog {
     this.#snapshotTerm = snapshot.meta.term;
     this.#snapshotMembership = cloneMembership(snapshot.meta.membership);
   }
-}
-
-/** Decode a conf_change entry (re-exported for the agent). */
-export function confChangeOf(entry: Entry): ConfChange {
-  assert(entry.type === "conf_change", `entry ${entry.index} is not a conf change`);
-  return decodeConfChange(entry.data);
 }

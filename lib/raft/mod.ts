@@ -16,5 +16,4 @@ export {
   isMember,
   isNodeId,
 } from "./conf_change.ts";
-export { confChangeOf } from "./log.ts";
 export { bootstrapState } from "./bootstrap.ts";
