@@ -9,21 +9,24 @@
  *   missing or bad signature, a timestamp outside its clock-skew window, and a
  *   signature it has already seen ({@link ReplayGuard}).
  * - Users' clients of the KV API (and `GET /status`, `GET /metrics`) send
- *   `Authorization: Bearer <clientToken(secret)>`, compared in constant time.
+ *   `Authorization: Bearer <clientToken(secret)>` or `Bearer <secret>`, see
+ *   {@link authorized}.
  * - Without a secret, only loopback peers are accepted.
  *
  * @module
  */
 
+import { createHash, createHmac, randomBytes } from "node:crypto";
+
 /** The label the bearer token is derived from; changing it invalidates every token. */
 const TOKEN_LABEL = "pgraft peer token v1";
-
+/** Tokens remembered, so that checking one per request costs no HMAC (a node has one secret). */
+const TOKENS_CACHED_MAX = 16;
 const tokens = new Map<string, string>();
-const encoder = new TextEncoder();
 
 /**
  * The bearer token for a shared secret: HMAC-SHA256 of a fixed label, in hex.
- * The secret itself never travels.
+ * The secret itself need not travel.
  *
  * @param authSecret the cluster's shared secret
  * @returns 64 hex characters
@@ -35,25 +38,40 @@ const encoder = new TextEncoder();
 export function clientToken(authSecret: string): string {
   let token = tokens.get(authSecret);
   if (token === undefined) {
-    token = toHex(hmacSha256(encoder.encode(authSecret), encoder.encode(TOKEN_LABEL)));
-    if (tokens.size > 16) tokens.clear();
+    token = createHmac("sha256", authSecret).update(TOKEN_LABEL).digest("hex");
+    if (tokens.size >= TOKENS_CACHED_MAX) tokens.clear();
     tokens.set(authSecret, token);
   }
   return token;
 }
 
 /**
- * Whether an `Authorization` header carries the token for `authSecret`.
- * Compares in constant time (for a given header length).
+ * Whether an `Authorization` header admits a client of the cluster whose
+ * shared secret is `authSecret`. This is the one rule for bearer tokens (the
+ * peer server's `GET /status` and `GET /metrics`, the agent's KV API): the
+ * scheme is `Bearer` in any case, and the credentials (what follows it and
+ * whitespace, trailing whitespace ignored) are either the derived token
+ * {@link clientToken} or the secret itself. Both are compared, always both,
+ * with {@link constantTimeEqual}.
  *
  * @param header the request's `Authorization` header, or null
  * @param authSecret the cluster's shared secret
+ * @returns whether the header carries the token or the secret
+ * @example
+ * ```ts
+ * assert(authorized(`Bearer ${clientToken("s3cret")}`, "s3cret"));
+ * assert(authorized("Bearer s3cret", "s3cret"));
+ * assert(!authorized("Bearer other", "s3cret"));
+ * ```
  */
 export function authorized(header: string | null, authSecret: string): boolean {
   if (header === null) return false;
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  const match = /^Bearer\s+(\S.*?)\s*$/i.exec(header);
   if (!match) return false;
-  return constantTimeEqual(match[1]!, clientToken(authSecret));
+  const credentials = match[1]!;
+  const isToken = constantTimeEqual(credentials, clientToken(authSecret));
+  const isSecret = constantTimeEqual(credentials, authSecret);
+  return isToken || isSecret;
 }
 
 /**
@@ -75,9 +93,17 @@ export function isLoopback(hostname: string | null | undefined): boolean {
 }
 
 /**
- * Compare two strings in time that depends only on their lengths.
+ * Compare two strings in time that depends only on their lengths, not on
+ * where they differ: the one comparison for secrets, tokens and signatures.
  *
+ * @param a one string
+ * @param b the other
  * @returns whether they are equal
+ * @example
+ * ```ts
+ * assert(constantTimeEqual("abc", "abc"));
+ * assert(!constantTimeEqual("abc", "abd"));
+ * ```
  */
 export function constantTimeEqual(a: string, b: string): boolean {
   let diff = a.length ^ b.length;
@@ -86,143 +112,14 @@ export function constantTimeEqual(a: string, b: string): boolean {
   return diff === 0;
 }
 
-function toHex(bytes: Uint8Array): string {
-  let out = "";
-  for (const b of bytes) out += b.toString(16).padStart(2, "0");
-  return out;
-}
-
-// SHA-256 (FIPS 180-4) and HMAC (RFC 2104), synchronous so that clientToken()
-// needs no async crypto.subtle and the module no node: types.
-
-const K = new Uint32Array([
-  0x428a2f98,
-  0x71374491,
-  0xb5c0fbcf,
-  0xe9b5dba5,
-  0x3956c25b,
-  0x59f111f1,
-  0x923f82a4,
-  0xab1c5ed5,
-  0xd807aa98,
-  0x12835b01,
-  0x243185be,
-  0x550c7dc3,
-  0x72be5d74,
-  0x80deb1fe,
-  0x9bdc06a7,
-  0xc19bf174,
-  0xe49b69c1,
-  0xefbe4786,
-  0x0fc19dc6,
-  0x240ca1cc,
-  0x2de92c6f,
-  0x4a7484aa,
-  0x5cb0a9dc,
-  0x76f988da,
-  0x983e5152,
-  0xa831c66d,
-  0xb00327c8,
-  0xbf597fc7,
-  0xc6e00bf3,
-  0xd5a79147,
-  0x06ca6351,
-  0x14292967,
-  0x27b70a85,
-  0x2e1b2138,
-  0x4d2c6dfc,
-  0x53380d13,
-  0x650a7354,
-  0x766a0abb,
-  0x81c2c92e,
-  0x92722c85,
-  0xa2bfe8a1,
-  0xa81a664b,
-  0xc24b8b70,
-  0xc76c51a3,
-  0xd192e819,
-  0xd6990624,
-  0xf40e3585,
-  0x106aa070,
-  0x19a4c116,
-  0x1e376c08,
-  0x2748774c,
-  0x34b0bcb5,
-  0x391c0cb3,
-  0x4ed8aa4a,
-  0x5b9cca4f,
-  0x682e6ff3,
-  0x748f82ee,
-  0x78a5636f,
-  0x84c87814,
-  0x8cc70208,
-  0x90befffa,
-  0xa4506ceb,
-  0xbef9a3f7,
-  0xc67178f2,
-]);
-
 /**
  * SHA-256 of `data`.
  *
+ * @param data the bytes to hash
  * @returns the 32-byte digest
  */
 export function sha256(data: Uint8Array): Uint8Array {
-  const bitLength = data.length * 8;
-  const padded = new Uint8Array(Math.ceil((data.length + 9) / 64) * 64);
-  padded.set(data);
-  padded[data.length] = 0x80;
-  const view = new DataView(padded.buffer);
-  view.setUint32(padded.length - 8, Math.floor(bitLength / 0x100000000));
-  view.setUint32(padded.length - 4, bitLength >>> 0);
-  const h = new Uint32Array([
-    0x6a09e667,
-    0xbb67ae85,
-    0x3c6ef372,
-    0xa54ff53a,
-    0x510e527f,
-    0x9b05688c,
-    0x1f83d9ab,
-    0x5be0cd19,
-  ]);
-  const w = new Uint32Array(64);
-  const rotr = (x: number, n: number) => (x >>> n) | (x << (32 - n));
-  for (let block = 0; block < padded.length; block += 64) {
-    for (let i = 0; i < 16; i++) w[i] = view.getUint32(block + i * 4);
-    for (let i = 16; i < 64; i++) {
-      const a = w[i - 15]!;
-      const b = w[i - 2]!;
-      const s0 = rotr(a, 7) ^ rotr(a, 18) ^ (a >>> 3);
-      const s1 = rotr(b, 17) ^ rotr(b, 19) ^ (b >>> 10);
-      w[i] = (w[i - 16]! + s0 + w[i - 7]! + s1) | 0;
-    }
-    let [a, b, c, d, e, f, g, hh] = [h[0]!, h[1]!, h[2]!, h[3]!, h[4]!, h[5]!, h[6]!, h[7]!];
-    for (let i = 0; i < 64; i++) {
-      const t1 =
-        (hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K[i]! + w[i]!) | 0;
-      const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) | 0;
-      hh = g;
-      g = f;
-      f = e;
-      e = (d + t1) | 0;
-      d = c;
-      c = b;
-      b = a;
-      a = (t1 + t2) | 0;
-    }
-    h[0] = h[0]! + a;
-    h[1] = h[1]! + b;
-    h[2] = h[2]! + c;
-    h[3] = h[3]! + d;
-    h[4] = h[4]! + e;
-    h[5] = h[5]! + f;
-    h[6] = h[6]! + g;
-    h[7] = h[7]! + hh;
-  }
-  const out = new Uint8Array(32);
-  const outView = new DataView(out.buffer);
-  for (let i = 0; i < 8; i++) outView.setUint32(i * 4, h[i]!);
-  return out;
+  return new Uint8Array(createHash("sha256").update(data).digest());
 }
 
 /**
@@ -233,17 +130,7 @@ export function sha256(data: Uint8Array): Uint8Array {
  * @returns the 32-byte MAC
  */
 export function hmacSha256(key: Uint8Array, message: Uint8Array): Uint8Array {
-  const block = new Uint8Array(64);
-  block.set(key.length > 64 ? sha256(key) : key);
-  const inner = new Uint8Array(64 + message.length);
-  const outer = new Uint8Array(64 + 32);
-  for (let i = 0; i < 64; i++) {
-    inner[i] = block[i]! ^ 0x36;
-    outer[i] = block[i]! ^ 0x5c;
-  }
-  inner.set(message, 64);
-  outer.set(sha256(inner), 64);
-  return sha256(outer);
+  return new Uint8Array(createHmac("sha256", key).update(message).digest());
 }
 
 // ---------------------------------------------------------------------------
@@ -261,19 +148,10 @@ export const SIGNED_HEADER_PREFIX = "x-pgraft-";
 export const MAX_CLOCK_SKEW_MS_DEFAULT = 30_000;
 
 const SIGNATURE_LABEL = "pgraft-request-v1";
-/**
- * Bodies up to this size are hashed by the synchronous SHA-256 here; larger
- * ones by WebCrypto, which is faster per byte but costs a thread hop.
- */
-export const SYNC_DIGEST_BYTES_MAX = 8 * 1024;
-
-async function bodyDigest(body: Uint8Array): Promise<Uint8Array> {
-  if (body.length <= SYNC_DIGEST_BYTES_MAX) return sha256(body);
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", body as Uint8Array<ArrayBuffer>));
-}
 
 /** What a signature covers. */
 export interface SignedParts {
+  /** the HTTP method (any case) */
   method: string;
   /** the URL path, without query */
   path: string;
@@ -297,8 +175,7 @@ export interface SignedParts {
  *
  * @returns the canonical text
  */
-export async function canonicalRequest(parts: SignedParts): Promise<string> {
-  const digest = await bodyDigest(parts.body);
+export function canonicalRequest(parts: SignedParts): Promise<string> {
   const skip = new Set([
     HEADER_SIGNATURE.toLowerCase(),
     HEADER_TIMESTAMP.toLowerCase(),
@@ -310,15 +187,15 @@ export async function canonicalRequest(parts: SignedParts): Promise<string> {
     if (lower.startsWith(SIGNED_HEADER_PREFIX) && !skip.has(lower)) extra.push(`${lower}:${value}`);
   }
   extra.sort();
-  return [
+  return Promise.resolve([
     SIGNATURE_LABEL,
     parts.method.toUpperCase(),
     parts.path,
     parts.timestamp,
     parts.from,
-    toHex(digest),
+    createHash("sha256").update(parts.body).digest("hex"),
     ...extra,
-  ].join("\n");
+  ].join("\n"));
 }
 
 /**
@@ -330,7 +207,7 @@ export async function canonicalRequest(parts: SignedParts): Promise<string> {
  */
 export async function signRequest(authSecret: string, parts: SignedParts): Promise<string> {
   const text = await canonicalRequest(parts);
-  return toHex(hmacSha256(secretBytes(authSecret), encoder.encode(text)));
+  return createHmac("sha256", authSecret).update(text).digest("hex");
 }
 
 /**
@@ -350,23 +227,9 @@ export async function verifyRequest(
   return constantTimeEqual(signature.toLowerCase(), expected);
 }
 
-const secrets = new Map<string, Uint8Array>();
-
-/** The secret as the HMAC key (hashed first when longer than a block, as HMAC does). */
-function secretBytes(authSecret: string): Uint8Array {
-  let key = secrets.get(authSecret);
-  if (key === undefined) {
-    key = encoder.encode(authSecret);
-    if (key.length > 64) key = sha256(key);
-    if (secrets.size > 16) secrets.clear();
-    secrets.set(authSecret, key);
-  }
-  return key;
-}
-
 /** A random nonce for {@link HEADER_NONCE}: 16 hex characters. */
 export function nonce(): string {
-  return toHex(crypto.getRandomValues(new Uint8Array(8)));
+  return randomBytes(8).toString("hex");
 }
 
 /** Default number of signatures a {@link ReplayGuard} remembers. */
@@ -388,6 +251,8 @@ export class ReplayGuard {
   readonly #floors = new Map<number, number>();
 
   /**
+   * Make an empty guard.
+   *
    * @param capacity most signatures remembered
    * @param windowMs the clock-skew window of the timestamp check
    */

@@ -21,15 +21,13 @@ import type { Message } from "../raft/types.ts";
 import { NODE_ID_MAX } from "../raft/types.ts";
 import { HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, nonce, signRequest } from "./auth.ts";
 import { encodeMessages } from "./codec.ts";
+import { HEADER_CLUSTER, HEADER_FROM, HEADER_SENDER } from "./gate.ts";
 import { describeTransportMetrics, type Metrics, TRANSPORT_METRICS as M } from "./metrics.ts";
 import {
-  HEADER_CLUSTER,
-  HEADER_FROM,
-  HEADER_SENDER,
   HEADER_SNAPSHOT_ID,
   HEADER_SNAPSHOT_OFFSET,
   HEADER_SNAPSHOT_TOTAL,
-} from "./server.ts";
+} from "./snapshot_assembler.ts";
 
 /** Default time a message request may take. */
 export const REQUEST_TIMEOUT_MS_DEFAULT = 5_000;
@@ -41,7 +39,10 @@ export const SNAPSHOT_TIMEOUT_MS_DEFAULT = 120_000;
 export const MAX_QUEUED_MESSAGES_DEFAULT = 4096;
 /** Most messages in one request. */
 export const BATCH_MESSAGES_MAX = 1024;
-/** Most bytes of entry data in one request (a single larger message still goes alone). */
+/**
+ * Most bytes in one request, as estimated from the entry data plus a fixed
+ * allowance per message and entry (a single larger message still goes alone).
+ */
 export const BATCH_BYTES_MAX = 4 * 1024 * 1024;
 /** Snapshots waiting behind the one in flight; older ones are dropped. */
 export const QUEUED_SNAPSHOTS_MAX = 1;
@@ -62,12 +63,17 @@ export interface PeerClientOptions {
   clusterId: () => string | null;
   /** the shared secret requests are signed with; null: unsigned (the peer accepts only loopback) */
   authSecret: string | null;
+  /** the registry the client counts in (labelled with the peer's id) */
   metrics: Metrics;
   /** sent as the sender so a new node can answer a leader it does not know yet */
   selfAddress?: { address: string; port: number };
   /** a send failed (network error, timeout, non-2xx) or messages were dropped */
   onUnreachable: (peer: number) => void;
-  /** a request that carried a snapshot_request finished (ok = the peer accepted it) */
+  /**
+   * a snapshot_request is done with: ok when the peer accepted the last chunk
+   * of its transfer; not ok when a chunk failed, or when a newer snapshot
+   * replaced it in the queue before it was sent
+   */
   onSnapshotResult: (peer: number, ok: boolean) => void;
   /**
    * time a message request may take
@@ -96,7 +102,8 @@ export interface PeerClientOptions {
    */
   maxQueuedMessages?: number;
   /**
-   * requests in flight at once, 1..4; above 1 requests may arrive out of order
+   * message requests in flight at once, 1..4 (the snapshot lane and RPCs are
+   * not counted); above 1 requests may arrive out of order
    * @default 1
    */
   maxInflightRequests?: number;
@@ -104,12 +111,20 @@ export interface PeerClientOptions {
 
 /** An RPC the peer answered with an error status. */
 export class RpcError extends Error {
+  /** "RpcError" */
   override name = "RpcError";
   /** the HTTP status */
   readonly status: number;
   /** the error code the peer gave, if any */
   readonly code?: string;
 
+  /**
+   * Make the error for a peer's answer.
+   *
+   * @param message the peer's `error`, or `HTTP <status>`
+   * @param status the HTTP status
+   * @param code the peer's `code`, if any
+   */
   constructor(message: string, status: number, code?: string) {
     super(message);
     this.status = status;
@@ -121,84 +136,98 @@ class TimeoutError extends Error {
   override name = "TimeoutError";
 }
 
+/** Why a request failed: the `reason` label of `transport_request_errors_total`. */
 type Failure = "network" | "timeout" | "status";
 
 const encoder = new TextEncoder();
 
 /** Sends messages and RPCs to one peer. */
 export class PeerClient {
-  readonly #o: PeerClientOptions;
-  readonly #url: string;
+  /** as given; the fields below are the ones read often or validated */
+  readonly #options: PeerClientOptions;
+  readonly #peerId: number;
+  readonly #metrics: Metrics;
+  readonly #baseUrl: string;
   readonly #peerLabel: Record<string, string>;
   readonly #requestTimeoutMs: number;
   readonly #snapshotTimeoutMs: number;
-  readonly #chunkBytes: number;
-  readonly #maxQueued: number;
-  readonly #maxInflight: number;
-  readonly #http: Deno.HttpClient;
+  readonly #snapshotChunkBytes: number;
+  readonly #maxQueuedMessages: number;
+  readonly #maxInflightRequests: number;
+  readonly #httpClient: Deno.HttpClient;
   #queue: Message[] = [];
   #snapshots: Message[] = [];
-  #inflight = 0;
+  #inflightRequests = 0;
   #snapshotInflight = false;
   #backoffMs = 0;
   #backoffTimer: ReturnType<typeof setTimeout> | null = null;
   #closed = false;
+  /** one per request in flight; {@link close} aborts them */
   readonly #controllers = new Set<AbortController>();
+  /** the work in flight (message batches, snapshots, RPCs) that {@link close} waits for */
   readonly #pending = new Set<Promise<unknown>>();
 
   /**
-   * @param o the peer and callbacks
+   * Make a client; nothing is sent before {@link send} or {@link rpc}.
+   *
+   * @param options the peer, its limits and the callbacks
    * @throws {RangeError} for a bad peer id, URL or limit
    * @throws {Error} naming the file when `tls.caFile` cannot be read
    */
-  constructor(o: PeerClientOptions) {
-    for (const [key, id] of [["nodeId", o.nodeId], ["peerId", o.peerId]] as const) {
+  constructor(options: PeerClientOptions) {
+    for (const [key, id] of [["nodeId", options.nodeId], ["peerId", options.peerId]] as const) {
       if (!Number.isInteger(id) || id < 1 || id > NODE_ID_MAX) {
         throw new RangeError(`${key}: expected a node id in 1..${NODE_ID_MAX}, got ${id}`);
       }
     }
     let url: URL;
     try {
-      url = new URL(o.baseUrl);
+      url = new URL(options.baseUrl);
     } catch {
-      throw new RangeError(`baseUrl: not a URL: ${JSON.stringify(o.baseUrl)}`);
+      throw new RangeError(`baseUrl: not a URL: ${JSON.stringify(options.baseUrl)}`);
     }
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new RangeError(
-        `baseUrl: expected http:// or https://, got ${JSON.stringify(o.baseUrl)}`,
+        `baseUrl: expected http:// or https://, got ${JSON.stringify(options.baseUrl)}`,
       );
     }
-    this.#o = o;
-    let base = o.baseUrl.replace(/\/+$/, "");
-    if (o.tls && url.protocol === "http:") base = `https:${base.slice("http:".length)}`;
-    this.#url = base;
-    this.#peerLabel = { peer: String(o.peerId) };
+    this.#options = options;
+    this.#peerId = options.peerId;
+    this.#metrics = options.metrics;
+    let base = options.baseUrl.replace(/\/+$/, "");
+    if (options.tls && url.protocol === "http:") base = `https:${base.slice("http:".length)}`;
+    this.#baseUrl = base;
+    this.#peerLabel = { peer: String(options.peerId) };
     this.#requestTimeoutMs = positiveOption(
-      o.requestTimeoutMs,
+      options.requestTimeoutMs,
       REQUEST_TIMEOUT_MS_DEFAULT,
       "requestTimeoutMs",
     );
     this.#snapshotTimeoutMs = positiveOption(
-      o.snapshotTimeoutMs,
+      options.snapshotTimeoutMs,
       SNAPSHOT_TIMEOUT_MS_DEFAULT,
       "snapshotTimeoutMs",
     );
-    this.#maxQueued = positiveOption(
-      o.maxQueuedMessages,
+    this.#maxQueuedMessages = positiveOption(
+      options.maxQueuedMessages,
       MAX_QUEUED_MESSAGES_DEFAULT,
       "maxQueuedMessages",
     );
-    this.#maxInflight = positiveOption(o.maxInflightRequests, 1, "maxInflightRequests");
-    if (this.#maxInflight > 4) {
-      throw new RangeError(`maxInflightRequests: expected 1..4, got ${this.#maxInflight}`);
+    this.#maxInflightRequests = positiveOption(
+      options.maxInflightRequests,
+      1,
+      "maxInflightRequests",
+    );
+    if (this.#maxInflightRequests > 4) {
+      throw new RangeError(`maxInflightRequests: expected 1..4, got ${this.#maxInflightRequests}`);
     }
-    this.#chunkBytes = positiveOption(
-      o.snapshotChunkBytes,
+    this.#snapshotChunkBytes = positiveOption(
+      options.snapshotChunkBytes,
       SNAPSHOT_CHUNK_BYTES_DEFAULT,
       "snapshotChunkBytes",
     );
-    describeTransportMetrics(o.metrics);
-    const caFile = o.tls?.caFile ?? null;
+    describeTransportMetrics(options.metrics);
+    const caFile = options.tls?.caFile ?? null;
     let caCerts: string[] | undefined;
     if (caFile !== null) {
       try {
@@ -209,12 +238,12 @@ export class PeerClient {
         });
       }
     }
-    this.#http = Deno.createHttpClient(caCerts ? { caCerts } : {});
+    this.#httpClient = Deno.createHttpClient(caCerts ? { caCerts } : {});
   }
 
   /** The peer's base URL as used (`https://` with `tls`). */
   get baseUrl(): string {
-    return this.#url;
+    return this.#baseUrl;
   }
 
   /** Messages waiting to be sent (snapshots included). */
@@ -234,21 +263,25 @@ export class PeerClient {
         this.#snapshots.push(m);
         if (this.#snapshots.length > QUEUED_SNAPSHOTS_MAX) {
           this.#snapshots.shift();
-          this.#o.metrics.inc(M.messagesDropped, {
+          this.#metrics.inc(M.messagesDropped, {
             ...this.#peerLabel,
             reason: "snapshot_superseded",
           });
-          this.#later(() => this.#o.onSnapshotResult(this.#o.peerId, false));
+          this.#later(() => this.#options.onSnapshotResult(this.#peerId, false));
         }
       } else {
         this.#queue.push(m);
       }
     }
-    const excess = this.#queue.length - this.#maxQueued;
+    const excess = this.#queue.length - this.#maxQueuedMessages;
     if (excess > 0) {
       this.#queue.splice(0, excess);
-      this.#o.metrics.inc(M.messagesDropped, { ...this.#peerLabel, reason: "queue_full" }, excess);
-      this.#later(() => this.#o.onUnreachable(this.#o.peerId));
+      this.#metrics.inc(
+        M.messagesDropped,
+        { ...this.#peerLabel, reason: "queue_full" },
+        excess,
+      );
+      this.#later(() => this.#options.onUnreachable(this.#peerId));
     }
     this.#pump();
   }
@@ -261,10 +294,11 @@ export class PeerClient {
    * @param timeoutMs how long to wait for the answer
    * @returns the peer's JSON answer
    * @throws {RpcError} when the peer answers with an error status
-   * @throws {Error} on a network error, a timeout, or after {@link close}
+   * @throws {Error} on a network error, a timeout, an answer that is not
+   *   JSON, or after {@link close}
    */
   async rpc(name: string, body: unknown, timeoutMs: number): Promise<unknown> {
-    if (this.#closed) throw new Error(`client to node ${this.#o.peerId} is closed`);
+    if (this.#closed) throw new Error(`client to node ${this.#peerId} is closed`);
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new TimeoutError()), timeoutMs);
     this.#controllers.add(controller);
@@ -281,7 +315,7 @@ export class PeerClient {
         parsed = text === "" ? null : JSON.parse(text);
       } catch {
         if (res.ok) {
-          throw new Error(`rpc ${name} to node ${this.#o.peerId}: the answer is not JSON`);
+          throw new Error(`rpc ${name} to node ${this.#peerId}: the answer is not JSON`);
         }
       }
       if (!res.ok) {
@@ -297,23 +331,23 @@ export class PeerClient {
     this.#pending.add(work);
     try {
       const result = await work;
-      this.#o.metrics.inc(M.rpcCalls, { name, outcome: "ok" });
+      this.#metrics.inc(M.rpcCalls, { name, outcome: "ok" });
       return result;
     } catch (error) {
-      this.#o.metrics.inc(M.rpcCalls, { name, outcome: "error" });
+      this.#metrics.inc(M.rpcCalls, { name, outcome: "error" });
       if (error instanceof RpcError) throw error;
       if (controller.signal.aborted && controller.signal.reason instanceof TimeoutError) {
-        throw new Error(`rpc ${name} to node ${this.#o.peerId} timed out after ${timeoutMs} ms`);
+        throw new Error(
+          `rpc ${name} to node ${this.#peerId} timed out after ${timeoutMs} ms`,
+        );
       }
       if (this.#closed) {
-        throw new Error(`client to node ${this.#o.peerId} was closed during rpc ${name}`);
+        throw new Error(`client to node ${this.#peerId} was closed during rpc ${name}`);
       }
-      throw new Error(
-        `rpc ${name} to node ${this.#o.peerId} at ${this.#url} failed: ${(error as Error).message}`,
-        {
-          cause: error,
-        },
-      );
+      const reason = (error as Error).message;
+      throw new Error(`rpc ${name} to node ${this.#peerId} at ${this.#baseUrl} failed: ${reason}`, {
+        cause: error,
+      });
     } finally {
       clearTimeout(timer);
       this.#controllers.delete(controller);
@@ -331,45 +365,51 @@ export class PeerClient {
     this.#backoffTimer = null;
     for (const controller of this.#controllers) controller.abort();
     await Promise.allSettled([...this.#pending]);
-    this.#o.metrics.set(M.queueMessages, 0, this.#peerLabel);
-    this.#http.close();
+    this.#metrics.set(M.queueMessages, 0, this.#peerLabel);
+    this.#httpClient.close();
   }
 
+  /**
+   * Start what the limits allow, unless closed or backing off: batches from
+   * the queue up to the in-flight limit, and the next snapshot when none is
+   * in flight.
+   */
   #pump(): void {
     if (this.#closed || this.#backoffTimer !== null) {
-      this.#o.metrics.set(M.queueMessages, this.queuedMessages, this.#peerLabel);
+      this.#metrics.set(M.queueMessages, this.queuedMessages, this.#peerLabel);
       return;
     }
-    while (this.#inflight < this.#maxInflight && this.#queue.length > 0) {
+    while (this.#inflightRequests < this.#maxInflightRequests && this.#queue.length > 0) {
       const batch = this.#queue.splice(0, batchLength(this.#queue));
-      this.#inflight++;
+      this.#inflightRequests++;
       this.#track(
-        this.#post(batch).finally(() => {
-          this.#inflight--;
+        this.#postMessages(batch).finally(() => {
+          this.#inflightRequests--;
           this.#pump();
         }),
       );
     }
     if (!this.#snapshotInflight && this.#snapshots.length > 0) {
-      const batch = this.#snapshots.splice(0, 1);
+      const snapshot = this.#snapshots.shift()!;
       this.#snapshotInflight = true;
       this.#track(
-        this.#postSnapshot(batch[0]!).finally(() => {
+        this.#postSnapshot(snapshot).finally(() => {
           this.#snapshotInflight = false;
           this.#pump();
         }),
       );
     }
-    this.#o.metrics.set(M.queueMessages, this.queuedMessages, this.#peerLabel);
+    this.#metrics.set(M.queueMessages, this.queuedMessages, this.#peerLabel);
   }
 
+  /** Keep `work` until it settles, so that {@link close} can wait for it. */
   #track(work: Promise<void>): void {
     this.#pending.add(work);
     work.finally(() => this.#pending.delete(work));
   }
 
-  async #post(batch: Message[]): Promise<void> {
-    const o = this.#o;
+  /** Send one batch to `POST /raft/messages`; when that fails, drop it and back off. */
+  async #postMessages(batch: Message[]): Promise<void> {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new TimeoutError()), this.#requestTimeoutMs);
     this.#controllers.add(controller);
@@ -392,12 +432,16 @@ export class PeerClient {
       this.#controllers.delete(controller);
     }
     if (this.#closed) return;
-    o.metrics.inc(M.requests, this.#peerLabel);
-    o.metrics.observe(M.requestDuration, (performance.now() - started) / 1000, this.#peerLabel);
+    this.#metrics.inc(M.requests, this.#peerLabel);
+    this.#metrics.observe(
+      M.requestDuration,
+      (performance.now() - started) / 1000,
+      this.#peerLabel,
+    );
     if (failure === null) {
       this.#backoffMs = 0;
-      o.metrics.inc(M.bytesSent, undefined, body.length);
-      for (const m of batch) o.metrics.inc(M.messagesSent, { type: m.type });
+      this.#metrics.inc(M.bytesSent, undefined, body.length);
+      for (const m of batch) this.#metrics.inc(M.messagesSent, { type: m.type });
     } else {
       this.#failed(failure, batch.length);
     }
@@ -405,20 +449,21 @@ export class PeerClient {
 
   /**
    * Send one snapshot_request as chunks of one encoded envelope to
-   * `POST /raft/snapshot`, in order, each waiting for the previous answer.
+   * `POST /raft/snapshot`, in order, each waiting for the previous answer and
+   * none after a failure; then report the outcome to `onSnapshotResult`.
    */
   async #postSnapshot(message: Message): Promise<void> {
-    const o = this.#o;
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new TimeoutError()), this.#snapshotTimeoutMs);
     this.#controllers.add(controller);
     const body = this.#encode([message]);
     const id = crypto.randomUUID();
     let failure: Failure | null = null;
+    const chunkBytes = this.#snapshotChunkBytes;
     let sent = 0;
     try {
-      for (let offset = 0; offset < body.length && failure === null; offset += this.#chunkBytes) {
-        const chunk = body.subarray(offset, Math.min(body.length, offset + this.#chunkBytes));
+      for (let offset = 0; offset < body.length && failure === null; offset += chunkBytes) {
+        const chunk = body.subarray(offset, Math.min(body.length, offset + chunkBytes));
         const started = performance.now();
         const res = await this.#fetch(
           "/raft/snapshot",
@@ -433,8 +478,8 @@ export class PeerClient {
         );
         await res.arrayBuffer();
         if (this.#closed) return;
-        o.metrics.inc(M.requests, this.#peerLabel);
-        o.metrics.observe(
+        this.#metrics.inc(M.requests, this.#peerLabel);
+        this.#metrics.observe(
           M.requestDuration,
           (performance.now() - started) / 1000,
           this.#peerLabel,
@@ -442,7 +487,7 @@ export class PeerClient {
         if (!res.ok) failure = "status";
         else {
           sent += chunk.length;
-          o.metrics.inc(M.snapshotChunksSent, this.#peerLabel);
+          this.#metrics.inc(M.snapshotChunksSent, this.#peerLabel);
         }
       }
     } catch {
@@ -452,32 +497,36 @@ export class PeerClient {
       this.#controllers.delete(controller);
     }
     if (this.#closed) return;
-    o.metrics.inc(M.bytesSent, undefined, sent);
+    this.#metrics.inc(M.bytesSent, undefined, sent);
     if (failure === null) {
       this.#backoffMs = 0;
-      o.metrics.inc(M.messagesSent, { type: message.type });
+      this.#metrics.inc(M.messagesSent, { type: message.type });
     } else {
       this.#failed(failure, 1);
     }
-    o.onSnapshotResult(o.peerId, failure === null);
+    this.#options.onSnapshotResult(this.#peerId, failure === null);
   }
 
+  /** The request body for `batch`: the envelope in the binary wire format. */
   #encode(batch: Message[]): Uint8Array<ArrayBuffer> {
-    const o = this.#o;
     return encodeMessages({
-      clusterId: o.clusterId(),
-      from: o.nodeId,
-      sender: o.selfAddress ?? null,
+      clusterId: this.#options.clusterId(),
+      from: this.#options.nodeId,
+      sender: this.#options.selfAddress ?? null,
       messages: batch,
     }) as Uint8Array<ArrayBuffer>;
   }
 
+  /** Count a failed request and the messages it drops, back off, and report the peer unreachable. */
   #failed(failure: Failure, dropped: number): void {
-    const o = this.#o;
-    o.metrics.inc(M.requestErrors, { ...this.#peerLabel, reason: failure });
-    o.metrics.inc(M.messagesDropped, { ...this.#peerLabel, reason: "request_failed" }, dropped);
+    this.#metrics.inc(M.requestErrors, { ...this.#peerLabel, reason: failure });
+    this.#metrics.inc(
+      M.messagesDropped,
+      { ...this.#peerLabel, reason: "request_failed" },
+      dropped,
+    );
     this.#startBackoff();
-    o.onUnreachable(o.peerId);
+    this.#options.onUnreachable(this.#peerId);
   }
 
   /** POST `body` to `path` on the peer with the common headers, signed when there is a secret. */
@@ -488,29 +537,30 @@ export class PeerClient {
     signal: AbortSignal,
   ): Promise<Response> {
     const headers = { ...this.#headers(), ...extra };
-    const secret = this.#o.authSecret;
+    const secret = this.#options.authSecret;
     if (secret !== null) {
       const timestamp = String(Date.now());
       headers[HEADER_NONCE] = nonce();
       headers[HEADER_TIMESTAMP] = timestamp;
       headers[HEADER_SIGNATURE] = await signRequest(secret, {
         method: "POST",
-        path: new URL(`${this.#url}${path}`).pathname,
+        path: new URL(`${this.#baseUrl}${path}`).pathname,
         timestamp,
-        from: String(this.#o.nodeId),
+        from: String(this.#options.nodeId),
         body,
         headers: Object.entries(headers),
       });
     }
-    return await fetch(`${this.#url}${path}`, {
+    return await fetch(`${this.#baseUrl}${path}`, {
       method: "POST",
       headers,
       body: body as Uint8Array<ArrayBuffer>,
       signal,
-      client: this.#http,
+      client: this.#httpClient,
     });
   }
 
+  /** Pause the queue: the pause doubles with each failure, within the bounds, until a success. */
   #startBackoff(): void {
     this.#backoffMs = Math.min(BACKOFF_MS_MAX, Math.max(BACKOFF_MS_MIN, this.#backoffMs * 2));
     if (this.#backoffTimer !== null) return;
@@ -520,13 +570,13 @@ export class PeerClient {
     }, this.#backoffMs);
   }
 
+  /** The headers every request carries: the sender's node id, cluster id and address. */
   #headers(): Record<string, string> {
-    const o = this.#o;
-    const headers: Record<string, string> = { [HEADER_FROM]: String(o.nodeId) };
-    const clusterId = o.clusterId();
+    const headers: Record<string, string> = { [HEADER_FROM]: String(this.#options.nodeId) };
+    const clusterId = this.#options.clusterId();
     if (clusterId !== null) headers[HEADER_CLUSTER] = clusterId;
-    if (o.selfAddress) {
-      const { address, port } = o.selfAddress;
+    if (this.#options.selfAddress) {
+      const { address, port } = this.#options.selfAddress;
       headers[HEADER_SENDER] = address.includes(":")
         ? `[${address}]:${port}`
         : `${address}:${port}`;

@@ -154,6 +154,19 @@ export class Metrics {
   }
 
   /**
+   * The sum of a counter over all its series (every label combination).
+   *
+   * @returns the total, 0 when never incremented
+   */
+  total(name: string): number {
+    const family = this.#families.get(prefixed(name));
+    if (!family || family.type !== "counter") return 0;
+    let sum = 0;
+    for (const value of family.series.values()) sum += value as number;
+    return sum;
+  }
+
+  /**
    * The number of observations of a histogram series.
    *
    * @returns the count, 0 when never observed

@@ -4,8 +4,12 @@
  * - {@link createPeerApp} / {@link registerRpc} / {@link PeerServer}: the Hono
  *   server side (`POST /raft/messages`, `POST /raft/snapshot`,
  *   `POST /rpc/<name>`, `GET /health`, `GET /status`, `GET /metrics`), with
- *   signed requests (timestamps, replay refusal), cluster checks, body limits,
- *   chunked snapshot reassembly, optional TLS and graceful shutdown;
+ *   chunked snapshot reassembly (`snapshot_assembler.ts`), optional TLS and
+ *   graceful shutdown; every route but `/health` is behind the gate
+ *   (`gate.ts`: signed requests, timestamps, replay refusal, bearer token,
+ *   cluster checks, body limits), whose refusals are {@link Rejection}s;
+ * - {@link authorized}: the one rule for clients' bearer tokens, and
+ *   {@link constantTimeEqual}, the one comparison for secrets;
  * - {@link PeerClient}: one ordered, batching, bounded send queue per peer,
  *   signing its requests and sending snapshots in chunks;
  * - {@link encodeMessages} / {@link decodeMessages}: the wire format, validated
@@ -19,6 +23,7 @@ export {
   authorized,
   canonicalRequest,
   clientToken,
+  constantTimeEqual,
   HEADER_NONCE,
   HEADER_SIGNATURE,
   HEADER_TIMESTAMP,
@@ -46,21 +51,29 @@ export {
   TRANSPORT_METRICS,
 } from "./metrics.ts";
 export {
-  createPeerApp,
+  type CheckedRequest,
+  type GateEnv,
   HEADER_CLUSTER,
   HEADER_FROM,
   HEADER_SENDER,
+  MAX_BODY_BYTES_DEFAULT,
+  Rejection,
+  type RejectReason,
+} from "./gate.ts";
+export {
   HEADER_SNAPSHOT_ID,
   HEADER_SNAPSHOT_OFFSET,
   HEADER_SNAPSHOT_TOTAL,
-  MAX_BODY_BYTES_DEFAULT,
   MAX_SNAPSHOT_BYTES_DEFAULT,
+  SNAPSHOT_TRANSFER_TIMEOUT_MS_DEFAULT,
+} from "./snapshot_assembler.ts";
+export {
+  createPeerApp,
   type MessageSender,
   type PeerAppOptions,
   PeerServer,
   type PeerServerOptions,
   registerRpc,
-  SNAPSHOT_TRANSFER_TIMEOUT_MS_DEFAULT,
 } from "./server.ts";
 export {
   MAX_QUEUED_MESSAGES_DEFAULT,

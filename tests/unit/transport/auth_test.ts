@@ -6,6 +6,8 @@ import {
   hmacSha256,
   isLoopback,
   sha256,
+  signRequest,
+  verifyRequest,
 } from "../../../lib/transport/auth.ts";
 
 const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
@@ -74,5 +76,72 @@ Deno.test("isLoopback accepts 127.0.0.0/8 and ::1 only", () => {
     ]
   ) {
     assert.equal(isLoopback(h), false, String(h));
+  }
+});
+
+Deno.test("authorized also accepts the secret itself, and nothing close to either", () => {
+  const secret = "s3cret";
+  assert.equal(authorized(`Bearer ${secret}`, secret), true);
+  assert.equal(authorized(`bearer  ${secret} `, secret), true);
+  assert.equal(authorized("Bearer my secret", "my secret"), true, "a secret with a space");
+  assert.equal(authorized(`Bearer ${clientToken(secret)}`, secret), true);
+  for (
+    const header of [
+      secret,
+      `Basic ${secret}`,
+      `Bearer ${secret}x`,
+      `Bearer ${secret.slice(1)}`,
+      `Bearer x${secret}`,
+      `Bearer ${secret.toUpperCase()}`,
+      `Bearer ${clientToken(secret)}${secret}`,
+      "Bearer ",
+      "Bearer",
+      "",
+    ]
+  ) {
+    assert.equal(authorized(header, secret), false, JSON.stringify(header));
+  }
+  assert.equal(authorized(`Bearer ${secret}`, "other"), false);
+});
+
+Deno.test("tokens and signatures are those of the hand-written SHA-256 they replaced", async () => {
+  // computed with the previous implementation; any change invalidates every
+  // deployed token and breaks signatures between old and new nodes
+  assert.equal(
+    clientToken("s3cret"),
+    "d8fcd4b789ba860890d954759aa9efe0bc8156b83b52391015ced5d685200974",
+  );
+  assert.equal(
+    clientToken("k".repeat(100)),
+    "1847f5149a07a2cac62e3f5892a0e541aa4f708496a093dc689bf2a224ed0c66",
+    "a key longer than a block is hashed first",
+  );
+  assert.equal(
+    clientToken("pässwörd €"),
+    "e4b85bd4de462a5b633c2fae15531499f7f256d1335c93775ae784b300e75cc8",
+  );
+  const parts = (size: number) => ({
+    method: "post",
+    path: "/raft/snapshot",
+    timestamp: "1700000000000",
+    from: "3",
+    body: new Uint8Array(size).map((_, i) => (i * 7 + 1) & 0xff),
+    headers: [
+      ["X-Pgraft-Cluster", "c0ffee00-0000-4000-8000-000000000001"],
+      ["X-Pgraft-Nonce", "0123456789abcdef"],
+      ["X-Pgraft-Snapshot-Id", "snap-1"],
+    ] as [string, string][],
+  });
+  const vectors: [number, string, string][] = [
+    [0, "s3cret", "4b05d62b2d37a2f9a9deb581a901ed17bd4ad275ef2a87f00d126da5a1ccc2f6"],
+    [0, "k".repeat(100), "87e57447216bd45dafd77a424066d8b03294fc4977136921c0d4a7ce84a97a62"],
+    [100, "s3cret", "8916d56bdc811614e66182a63c5398140187af35417017a29559c42f5177d06c"],
+    [100, "k".repeat(100), "9ac3bf271ed3f1a2ed8c916b31bf82b30d0733f938a9e6437f8c00e1234d68d7"],
+    [20000, "s3cret", "b7c1d5f16c0c3f93392215823872b8f653878613eb20284db3620d413e091acd"],
+    [20000, "k".repeat(100), "09d77dbfe9217479d41acfe08ee15f373961d4fee1e34a84f18e311feffa6743"],
+  ];
+  for (const [size, secret, expected] of vectors) {
+    assert.equal(await signRequest(secret, parts(size)), expected, `${size} bytes`);
+    assert.equal(await verifyRequest(secret, parts(size), expected), true);
   }
 });

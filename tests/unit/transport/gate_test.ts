@@ -4,6 +4,8 @@
  * right 4xx, is counted by reason, and never reaches onMessages or an RPC.
  */
 import assert from "node:assert/strict";
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
 import {
   canonicalRequest,
   clientToken,
@@ -11,10 +13,13 @@ import {
   encodeMessagesJson,
   HEADER_SIGNATURE,
   HEADER_TIMESTAMP,
+  Metrics,
+  Rejection,
   ReplayGuard,
   signRequest,
   verifyRequest,
 } from "../../../lib/transport/mod.ts";
+import { peerGate } from "../../../lib/transport/gate.ts";
 import {
   append,
   body,
@@ -502,4 +507,71 @@ Deno.test("signatures are HMAC-SHA256 of the canonical text, for small and large
     const expected = [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
     assert.equal(await signRequest(SECRET, parts), expected, `body of ${size} bytes`);
   }
+});
+
+Deno.test("GET /status and /metrics also take the secret itself as the bearer token", async () => {
+  const t = makeApp();
+  for (const path of ["/status", "/metrics"]) {
+    const ok = await t.app.request(path, { headers: { Authorization: `Bearer ${SECRET}` } });
+    assert.equal(ok.status, 200, path);
+    await ok.body?.cancel();
+  }
+  const wrong = await t.app.request("/status", { headers: { Authorization: "Bearer s3cre" } });
+  assert.equal(wrong.status, 401);
+  assert.equal(t.rejected("status", "unauthorized"), 1);
+});
+
+Deno.test("the gate alone: sets what it checked, and its rejections are HTTPExceptions", async () => {
+  let now = 1_700_000_000_000;
+  const gate = peerGate({
+    endpoint: "test",
+    authSecret: SECRET,
+    clusterId: () => CLUSTER,
+    metrics: new Metrics(),
+    replay: new ReplayGuard(10, 30_000),
+    maxBodyBytes: 1000,
+    maxClockSkewMs: 30_000,
+    now: () => now,
+  });
+  const seen: unknown[] = [];
+  const thrown: unknown[] = [];
+  const app = new Hono();
+  app.onError((error, c) => {
+    thrown.push(error);
+    return error instanceof HTTPException ? error.getResponse() : c.text("unexpected", 500);
+  });
+  app.post("/raft/messages", gate, (c) => {
+    seen.push({ ...c.get("gate"), endpoint: c.get("endpoint") });
+    return c.body(null, 204);
+  });
+  app.get("/status", gate, (c) => c.json({ ...c.get("gate"), body: c.get("gate").body.length }));
+
+  const data = body([heartbeat(1)]);
+  const init = await signed("/raft/messages", data, {
+    timestamp: now,
+    headers: peerHeaders({ "X-Pgraft-Sender": "10.0.0.1:7001" }),
+  });
+  assert.equal((await app.request("/raft/messages", init)).status, 204);
+  assert.deepEqual(seen, [{
+    from: 1,
+    clusterId: CLUSTER,
+    sender: { address: "10.0.0.1", port: 7001 },
+    body: data,
+    endpoint: "test",
+  }]);
+
+  now += 31_000;
+  const stale = await app.request("/raft/messages", init);
+  assert.equal(stale.status, 401);
+  assert.equal((await json(stale)).code, "stale");
+  const rejection = thrown[0];
+  assert.ok(rejection instanceof Rejection && rejection instanceof HTTPException);
+  assert.equal(rejection.status, 401);
+  assert.equal(rejection.reason, "stale");
+
+  const status = await app.request("/status", {
+    headers: { Authorization: `Bearer ${clientToken(SECRET)}` },
+  });
+  assert.deepEqual(await status.json(), { from: 0, clusterId: null, sender: null, body: 0 });
+  assert.equal(seen.length, 1, "nothing rejected reached the handler");
 });
