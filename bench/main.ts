@@ -11,7 +11,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { migrate } from "../lib/control/migrations.ts";
+import { migrate } from "../lib/postgres/migrations.ts";
 import { connect, withPgServer } from "../tests/helpers/pg.ts";
 import { clusterBench, ELECTION_MS, HEARTBEAT_MS } from "./cluster.ts";
 import { coreBench } from "./core.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { PgServer } from "../lib/cli/pg_server.ts";
+import type { PgServer } from "../lib/postgres/server.ts";
 import type { Entry } from "../lib/raft/types.ts";
 import { PgStorage } from "../lib/storage/mod.ts";
 import { latencySummary, timedLoop } from "./stats.ts";

@@ -1,10 +1,10 @@
 /**
- * The pgraft agent: wires the Raft core, storage, transport and control.
+ * The pgraft agent: the node around the Raft core. {@link Agent} wires the
+ * replica (core, storage, Ready loop), the peers, the operations, the HTTP
+ * API and the PostgreSQL publisher and command queue.
  *
  * @module
  */
 
-export { Agent, type AgentOptions, type PeerAddress } from "./agent.ts";
-export { AgentStoppingError, Driver, ProposalLostError } from "./driver.ts";
-export { CommandError, KV_KEY_BYTES_MAX, KV_VALUE_BYTES_MAX } from "./commands.ts";
+export { Agent, type AgentOptions } from "./agent.ts";
 export { type LogFormat, Logger } from "./log.ts";

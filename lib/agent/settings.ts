@@ -13,7 +13,8 @@ import {
   type PgraftSettings,
   SETTINGS,
 } from "../config/mod.ts";
-import type { EffectiveConfigRow } from "../control/control_db.ts";
+import type { EffectiveConfigRow } from "../postgres/publisher.ts";
+import type { Timing } from "../raft/mod.ts";
 
 /** Settings a cluster may change through the log, and the PgraftSettings field each sets. */
 const CLUSTER_FIELDS: Record<string, keyof PgraftSettings> = {
@@ -113,15 +114,9 @@ export function effectiveConfigRows(
   });
 }
 
-/** Core timing in ticks. */
-export interface Timing {
+/** The core's timing in ticks, and how long a tick is. */
+export interface TickTiming extends Timing {
   tickMs: number;
-  heartbeatTicks: number;
-  electionTicks: number;
-  electionJitterTicks: number;
-  appendBatchSize: number;
-  snapshotThreshold: number;
-  maxInflight: number;
 }
 
 /** Append messages in flight per follower. */
@@ -132,7 +127,7 @@ export const INFLIGHT_APPENDS_MAX = 64;
  * the heartbeat; the randomized election timeout spans [timeout, 1.25 × timeout)
  * so that failover lands close to one election timeout.
  */
-export function timingFor(settings: PgraftSettings): Timing {
+export function timingFor(settings: PgraftSettings): TickTiming {
   const tickMs = Math.max(1, Math.min(10, Math.floor(settings.heartbeatIntervalMs / 4)));
   const heartbeatTicks = Math.max(1, Math.round(settings.heartbeatIntervalMs / tickMs));
   const electionTicks = Math.max(

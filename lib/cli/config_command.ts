@@ -6,23 +6,18 @@
  */
 
 import { ConfigError, loadConfig, type SettingEntry } from "../config/mod.ts";
-import type { Flags, Output } from "./mod.ts";
+import { type Flags, formatTable, type Output } from "./output.ts";
 
 /** Render entries as an aligned table like psql's. */
 export function formatSettingsTable(entries: readonly SettingEntry[]): string {
-  const header = ["name", "setting", "unit", "source", "sourcefile", "sourceline"];
-  const rows = entries.map((e) => [
-    e.name,
-    e.setting,
-    e.unit ?? "",
-    e.source,
-    e.sourcefile ?? "",
-    e.sourceline === null ? "" : String(e.sourceline),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join(" | ").trimEnd();
-  return [line(header), widths.map((w) => "-".repeat(w)).join("-+-"), ...rows.map(line)]
-    .join("\n") + "\n";
+  return formatTable(entries.map((e) => ({
+    name: e.name,
+    setting: e.setting,
+    unit: e.unit ?? "",
+    source: e.source,
+    sourcefile: e.sourcefile ?? "",
+    sourceline: e.sourceline,
+  })));
 }
 
 /** Run the command. */

@@ -9,8 +9,9 @@
 
 import { join, resolve } from "node:path";
 import postgres from "postgres";
-import { freePort, PgServer } from "./pg_server.ts";
-import type { Flags, Output } from "./mod.ts";
+import { poll } from "../async.ts";
+import { freePort, PgServer } from "../postgres/server.ts";
+import type { Flags, Output } from "./output.ts";
 
 /** What `dev` remembers between runs (ports stay the same). */
 interface DevLayout {
@@ -193,30 +194,24 @@ function connectTo(node: DevNode) {
   });
 }
 
-/** Wait until every agent publishes its status (60 s at most). */
+/** Wait until every agent publishes its status (60 s at most); an agent that exits is reported. */
 export async function waitForAgents(nodes: DevNode[], timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
   for (const node of nodes) {
     const sql = connectTo(node);
+    let exited = false;
+    node.agent!.status.then(() => (exited = true));
     try {
-      for (;;) {
-        const [row] =
-          await sql`select coalesce((select agent_running from pgraft_get_cluster_status()), false) as up`
-            .catch(() => [{ up: false }]);
-        if (row?.up) break;
-        const status = await Promise.race([
-          node.agent!.status,
-          new Promise((r) => setTimeout(r, 100)),
-        ]);
-        if (status) {
+      await poll(async () => {
+        if (exited) {
           throw new Error(
             `the agent of node ${node.id} exited; see ${node.server.dataDir}/agent.log`,
           );
         }
-        if (Date.now() > deadline) {
-          throw new Error(`the agent of node ${node.id} did not start in time`);
-        }
-      }
+        const [row] =
+          await sql`select coalesce((select agent_running from pgraft_get_cluster_status()), false) as up`
+            .catch(() => [{ up: false }]);
+        return row?.up === true;
+      }, { timeoutMs, intervalMs: 100, what: `the agent of node ${node.id} to start` });
     } finally {
       await sql.end();
     }
@@ -240,12 +235,10 @@ async function bootstrap(nodes: DevNode[], say: (line: string) => void): Promise
     }
     await first`select pgraft_is_leader()`; // waits for the commands above
     // Learners are promoted once caught up (a few heartbeats): show a cluster of voters.
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline) {
+    await poll(async () => {
       const [row] = await first`select count(*)::int as n from pgraft_get_nodes() where is_voter`;
-      if ((row?.n as number) >= nodes.length) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+      return (row?.n as number) >= nodes.length;
+    }, { timeoutMs: 10_000, intervalMs: 50, what: "every node to become a voter" }).catch(() => {});
   } finally {
     await first.end();
   }

@@ -7,9 +7,9 @@
 
 import postgres from "postgres";
 import { ConfigError, loadConfig } from "../config/mod.ts";
-import { resolveConnection } from "../control/connection.ts";
-import { migrate } from "../control/migrations.ts";
-import type { Flags, Output } from "./mod.ts";
+import { resolveConnection } from "../postgres/connection.ts";
+import { migrate } from "../postgres/migrations.ts";
+import type { Flags, Output } from "./output.ts";
 
 /** Run the command. */
 export async function migrateCommand(flags: Flags, io: Output): Promise<number> {

@@ -1,7 +1,7 @@
 /**
  * The command line: parses arguments with node:util parseArgs and dispatches
- * to one function per subcommand. Every function returns the exit code; tests
- * call them directly with their own output streams.
+ * to one function per subcommand (each in its own file). Every function
+ * returns the exit code; tests call {@link main} with their own output streams.
  *
  * @module
  */
@@ -14,20 +14,9 @@ import { runCommand } from "./run_command.ts";
 import { devCommand } from "./dev_command.ts";
 import { statusCommand } from "./status_command.ts";
 import { VERSION } from "../version.ts";
+import { type Command, type Flags, type Output, STDIO } from "./output.ts";
 
-/** Where a command writes; tests pass collectors. */
-export interface Output {
-  out: (text: string) => void;
-  err: (text: string) => void;
-}
-
-const encoder = new TextEncoder();
-
-/** The process's stdout and stderr. */
-export const STDIO: Output = {
-  out: (text) => Deno.stdout.writeSync(encoder.encode(text)),
-  err: (text) => Deno.stderr.writeSync(encoder.encode(text)),
-};
+export type { Command, Flags, Output };
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -51,12 +40,6 @@ const OPTIONS: Record<string, Options> = {
   },
   version: { ...COMMON },
 };
-
-/** Parsed flags of one command. */
-export type Flags = Record<string, string | boolean | undefined>;
-
-/** A command's implementation. */
-export type Command = (flags: Flags, io: Output) => Promise<number>;
 
 const COMMANDS: Record<string, Command> = {
   run: runCommand,

@@ -6,10 +6,10 @@
  */
 
 import { ConfigError, loadConfig } from "../config/mod.ts";
-import { resolveConnection } from "../control/connection.ts";
+import { resolveConnection } from "../postgres/connection.ts";
 import { Agent } from "../agent/mod.ts";
 import type { LogFormat } from "../agent/log.ts";
-import type { Flags, Output } from "./mod.ts";
+import type { Flags, Output } from "./output.ts";
 
 /** Run the command. */
 export async function runCommand(flags: Flags, io: Output): Promise<number> {

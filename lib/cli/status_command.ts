@@ -7,22 +7,8 @@
 
 import postgres from "postgres";
 import { ConfigError, loadConfig } from "../config/mod.ts";
-import { resolveConnection } from "../control/connection.ts";
-import type { Flags, Output } from "./mod.ts";
-
-/** Format rows as an aligned table. */
-export function formatTable(rows: Record<string, unknown>[]): string {
-  if (rows.length === 0) return "(no rows)\n";
-  const header = Object.keys(rows[0]!);
-  const cells = rows.map((r) =>
-    header.map((h) => r[h] === null || r[h] === undefined ? "" : String(r[h]))
-  );
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-  const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i]!)).join(" | ").trimEnd();
-  return [line(header), widths.map((w) => "-".repeat(w)).join("-+-"), ...cells.map(line)].join(
-    "\n",
-  ) + "\n";
-}
+import { resolveConnection } from "../postgres/connection.ts";
+import { type Flags, formatTable, type Output } from "./output.ts";
 
 /** Run the command. */
 export async function statusCommand(flags: Flags, io: Output): Promise<number> {

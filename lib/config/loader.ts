@@ -9,7 +9,6 @@
 
 import { basename, dirname, join, resolve } from "node:path";
 import { assert } from "../assert.ts";
-import type { LocalServerSettings } from "../control/connection.ts";
 import { ConfigSyntaxError, parseConfigText } from "./parser.ts";
 import {
   findSetting,
@@ -22,7 +21,12 @@ import {
 } from "./settings.ts";
 import { parseInteger } from "./units.ts";
 
-export type { LocalServerSettings } from "../control/connection.ts";
+/** What postgresql.conf says about the local server's connection (lib/postgres connects with it). */
+export interface LocalServerSettings {
+  port: number | null;
+  unixSocketDirectory: string | null;
+  listenAddress: string | null;
+}
 
 /** The typed pgraft settings of one node. */
 export interface PgraftSettings {

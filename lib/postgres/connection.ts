@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { LocalServerSettings } from "../config/mod.ts";
+
 /** Connection parameters for postgres.js. */
 export interface PgConnectionOptions {
   host: string;
@@ -13,13 +15,6 @@ export interface PgConnectionOptions {
   database: string;
   user: string;
   password?: string;
-}
-
-/** What postgresql.conf says about the local server (see lib/config). */
-export interface LocalServerSettings {
-  port: number | null;
-  unixSocketDirectory: string | null;
-  listenAddress: string | null;
 }
 
 /** Options for {@link resolveConnection}. */

@@ -1,28 +1,14 @@
 /**
- * The agent's side of the SQL surface: it consumes commands that the
- * `pgraft_*` functions enqueue (LISTEN/NOTIFY, with a polling fallback),
- * records their outcome, publishes the live status the read functions show,
- * and records events. Its own postgres.js pool, separate from storage's, so a
- * slow status write never delays a Raft persist.
+ * What the agent publishes into its PostgreSQL for the `pgraft_*` read
+ * functions: the live status (node, members, counters), the effective
+ * configuration, and events. Events wait in a bounded buffer while
+ * PostgreSQL cannot be written, and go out with the next flush.
  *
  * @module
  */
 
 import type postgres from "postgres";
-
-/** A command row as the agent sees it. */
-export interface CommandRow {
-  commandId: number;
-  kind:
-    | "init"
-    | "add_node"
-    | "remove_node"
-    | "transfer_leadership"
-    | "set_config"
-    | "kv_put"
-    | "kv_delete";
-  args: Record<string, unknown>;
-}
+import type { ControlPool } from "./control_pool.ts";
 
 /** pgraft.node_status, as published. */
 export interface NodeStatusRow {
@@ -126,114 +112,19 @@ export const EVENTS_KEPT_MAX = 10_000;
 /** Events buffered in memory while PostgreSQL is unreachable; the oldest are dropped beyond. */
 export const EVENTS_BUFFERED_MAX = 1_000;
 
-/** A control write that takes longer than this is abandoned and the pool replaced. */
-export const CONTROL_TIMEOUT_MS = 3_000;
-
-/** The agent's control-plane connection. */
-export class ControlDb {
-  #connect: () => postgres.Sql;
-  #sql: postgres.Sql;
-  #listen: { unlisten: () => Promise<void> } | null = null;
-  #onNotify: (() => void) | null = null;
+/** Writes the status, configuration and events. */
+export class Publisher {
+  readonly #pool: ControlPool;
   #pendingEvents: EventRow[] = [];
   #eventsDropped = 0;
 
-  /** @param connect makes a new pool (called again when a pool has to be replaced) */
-  constructor(connect: () => postgres.Sql) {
-    this.#connect = connect;
-    this.#sql = connect();
-  }
-
-  /**
-   * Run one control statement with a deadline. A connection can hang without
-   * an error when its server goes away at the wrong moment; past the deadline
-   * the pool is replaced so the next statement gets a fresh connection.
-   */
-  async #run<T>(what: string, fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-    const sql = this.#sql;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        reject(new Error(`${what}: no answer from PostgreSQL within ${CONTROL_TIMEOUT_MS} ms`));
-      }, CONTROL_TIMEOUT_MS);
-    });
-    try {
-      return await Promise.race([fn(sql), deadline]);
-    } catch (error) {
-      if (sql === this.#sql && String(error).includes("no answer from PostgreSQL")) {
-        this.#replacePool();
-      }
-      throw error;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  #replacePool(): void {
-    const old = this.#sql;
-    const listen = this.#listen;
-    this.#sql = this.#connect();
-    this.#listen = null;
-    listen?.unlisten().catch(() => {});
-    old.end({ timeout: 0 }).catch(() => {});
-    if (this.#onNotify) this.listen(this.#onNotify).catch(() => {});
-  }
-
-  /** The pool (shared with the agent's read paths such as status queries). */
-  get sql(): postgres.Sql {
-    return this.#sql;
-  }
-
-  /** Subscribe to command notifications; `onNotify` is called for each NOTIFY. */
-  async listen(onNotify: () => void): Promise<void> {
-    this.#onNotify = onNotify;
-    this.#listen = await this.#sql.listen("pgraft_commands", () => onNotify(), () => onNotify());
-  }
-
-  /**
-   * Commands still to do, oldest first. Rows left 'running' by a previous agent
-   * process (it died mid-command) are returned too, so they are finished or failed.
-   */
-  async pendingCommands(limit = 100): Promise<CommandRow[]> {
-    const rows = await this.#run("pendingCommands", (sql) =>
-      sql<
-        { command_id: string; kind: CommandRow["kind"]; args: Record<string, unknown> }[]
-      >`
-      select command_id, kind, args from pgraft.commands
-       where status in ('pending', 'running')
-       order by command_id limit ${limit}`);
-    return rows.map((r) => ({ commandId: Number(r.command_id), kind: r.kind, args: r.args }));
-  }
-
-  async markRunning(commandId: number): Promise<void> {
-    await this.#run(
-      "markRunning",
-      (sql) => sql`update pgraft.commands set status = 'running' where command_id = ${commandId}`,
-    );
-  }
-
-  /**
-   * Finish a command, publishing `status` in the same transaction so the next
-   * SQL statement that waits for the command sees the status that goes with it.
-   */
-  async finishCommand(
-    commandId: number,
-    outcome: { ok: true; result: unknown } | { ok: false; error: string },
-    status: StatusSnapshot | null,
-  ): Promise<void> {
-    // One statement (a function): atomic without a client-side transaction,
-    // so a terminated session cannot leave the driver inside one (DESIGN.md traps).
-    const error = outcome.ok ? null : outcome.error;
-    await this.#run("finishCommand", (sql) => {
-      const rows = status ? sql.json(statusRows(status)) : null;
-      const result = outcome.ok ? sql.json((outcome.result ?? null) as postgres.JSONValue) : null;
-      return sql`select pgraft.finish_command(${commandId}, ${outcome.ok}, ${result}, ${error}, ${rows})`;
-    });
+  constructor(pool: ControlPool) {
+    this.#pool = pool;
   }
 
   /** Replace the published status. */
   async publish(status: StatusSnapshot): Promise<void> {
-    await this.#run(
+    await this.#pool.run(
       "publish",
       (sql) => sql`select pgraft.publish_status(${sql.json(statusRows(status))})`,
     );
@@ -254,7 +145,10 @@ export class ControlDb {
       max_value: r.maxValue,
       description: r.description,
     }));
-    await this.#run("publishConfig", (sql) => sql`select pgraft.publish_config(${sql.json(json)})`);
+    await this.#pool.run(
+      "publishConfig",
+      (sql) => sql`select pgraft.publish_config(${sql.json(json)})`,
+    );
   }
 
   /** Queue an event; {@link flushEvents} writes the queue. */
@@ -288,22 +182,17 @@ export class ControlDb {
       });
     }
     const json = JSON.parse(JSON.stringify(rows)) as postgres.JSONValue;
-    await this.#run(
+    await this.#pool.run(
       "flushEvents",
       (sql) => sql`select pgraft.insert_events(${sql.json(json)}, ${EVENTS_KEPT_MAX})`,
     );
     this.#pendingEvents.splice(0, batch.length);
     this.#eventsDropped -= dropped;
   }
-
-  async close(): Promise<void> {
-    await this.#listen?.unlisten().catch(() => {});
-    await this.#sql.end({ timeout: 2 });
-  }
 }
 
 /** The status as rows keyed by column name, for pgraft.publish_status(). */
-function statusRows(status: StatusSnapshot): postgres.JSONValue {
+export function statusRows(status: StatusSnapshot): postgres.JSONValue {
   const n = status.node;
   const s = status.stats;
   const rows = {

@@ -11,7 +11,8 @@
 
 import { dirname, join } from "node:path";
 import postgres from "postgres";
-import type { PgConnectionOptions } from "../control/connection.ts";
+import { poll } from "../async.ts";
+import type { PgConnectionOptions } from "./connection.ts";
 
 /** Where the server programs are. */
 export interface PgBinaries {
@@ -162,8 +163,7 @@ export function freePort(): number {
 
 /** Wait until a PID no longer exists (a killed process can linger as a zombie briefly). */
 export async function waitForPidGone(pid: number, timeoutMs = 10_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
+  const gone = async () => {
     try {
       Deno.kill(pid, "SIGCONT");
     } catch {
@@ -171,14 +171,13 @@ export async function waitForPidGone(pid: number, timeoutMs = 10_000): Promise<b
     }
     // A zombie still accepts signals; /proc tells us its state.
     try {
-      const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-      if (/\) Z /.test(stat)) return true;
+      return /\) Z /.test(await Deno.readTextFile(`/proc/${pid}/stat`));
     } catch {
       return true;
     }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return false;
+  };
+  return await poll(gone, { timeoutMs, intervalMs: 20, what: `process ${pid} to exit` })
+    .catch(() => false);
 }
 
 const templateDirs = new Map<string, Promise<string>>();
@@ -348,15 +347,14 @@ export class PgServer {
     this.#child = child;
     // The server logs to stderr; keep it in the log file (pipeTo closes the file at the end).
     this.#stderrDone = child.stderr.pipeTo(log.writable).catch(() => {});
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      if (await this.#queryable()) return;
-      const exited = await Promise.race([
-        child.status.then(() => true),
-        new Promise<boolean>((r) => setTimeout(() => r(false), 50)),
-      ]);
-      if (exited) break;
-    }
+    let exited = false;
+    child.status.then(() => (exited = true));
+    const up = await poll(async () => exited || await this.#queryable(), {
+      timeoutMs,
+      intervalMs: 50,
+      what: `PostgreSQL on port ${this.port} to accept connections`,
+    }).catch(() => false);
+    if (up && !exited) return;
     const tail = await Deno.readTextFile(this.#logFile).catch(() => "");
     await this.kill();
     throw new Error(
@@ -438,14 +436,12 @@ export class PgServer {
 
   /** After a postmaster's SIGKILL its backends notice and exit; wait for postmaster.pid users. */
   async #waitBackendsGone(timeoutMs = 10_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
+    await poll(async () => {
       const out = await new Deno.Command("pgrep", { args: ["-f", `-D ${this.dataDir} `] })
         .output().catch(() => null);
-      const busy = await this.#dataDirInUse();
-      if ((!out || !out.success) && !busy) return;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+      return (!out || !out.success) && !(await this.#dataDirInUse());
+    }, { timeoutMs, intervalMs: 50, what: `the backends of ${this.dataDir} to exit` })
+      .catch(() => {});
   }
 
   async #dataDirInUse(): Promise<boolean> {

@@ -23,7 +23,7 @@
 import { Buffer } from "node:buffer";
 import postgres from "postgres";
 import { assert, AssertionError, unreachable } from "../assert.ts";
-import type { PgConnectionOptions } from "../control/connection.ts";
+import { deadline, TimeoutError } from "../async.ts";
 import type { Entry, EntryType, Membership, PersistentState, Snapshot } from "../raft/types.ts";
 import { decodeStateImage, parseMemberContext, prefixUpperBound } from "./commands.ts";
 import { checkEntries, checkListArgs } from "./memory_storage.ts";
@@ -40,7 +40,7 @@ import {
 
 /** Options of {@link PgStorage.open}. */
 export interface PgStorageOptions {
-  connection: PgConnectionOptions;
+  connection: { host: string; port: number; database: string; user: string; password?: string };
   /** pool size (at least 2: see DESIGN.md "Known traps"). @default 3 */
   maxConnections?: number;
   /** a call that takes longer fails with StorageUnavailableError. @default 10000 */
@@ -138,8 +138,6 @@ export function isUnavailable(error: unknown): boolean {
     error instanceof Deno.errors.TimedOut;
 }
 
-class OperationTimeout extends Error {}
-
 function bytes(b: Uint8Array): Uint8Array {
   // postgres.js hands out Buffers that may share a pool; return a plain, owned copy.
   return new Uint8Array(b);
@@ -229,17 +227,10 @@ export class PgStorage implements RaftStorage {
     if (this.#closed) throw new Error(`PgStorage.${what}: the storage is closed`);
     const sql = this.#sql;
     const timeoutMs = this.#options.timeoutMs ?? 10_000;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const work = fn(sql);
-    // If the timeout wins, the work's later rejection must not go unhandled.
-    work.catch(() => {});
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new OperationTimeout()), timeoutMs);
-    });
     try {
-      return await Promise.race([work, timeout]);
+      return await deadline(fn(sql), timeoutMs, `PgStorage.${what}`);
     } catch (error) {
-      if (error instanceof OperationTimeout) {
+      if (error instanceof TimeoutError) {
         this.#replacePool(sql);
         throw new StorageUnavailableError(
           `PgStorage.${what}: PostgreSQL did not answer within ${timeoutMs} ms`,
@@ -253,8 +244,6 @@ export class PgStorage implements RaftStorage {
         );
       }
       throw error;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

@@ -15,7 +15,7 @@ import {
   stopDevCluster,
   waitForAgents,
 } from "../../lib/cli/dev_command.ts";
-import { waitForPidGone } from "../../lib/cli/pg_server.ts";
+import { waitForPidGone } from "../../lib/postgres/server.ts";
 
 export type { DevNode };
 

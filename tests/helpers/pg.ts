@@ -6,9 +6,9 @@
  */
 
 import postgres from "postgres";
-import { PgServer, type PgServerOptions } from "../../lib/cli/pg_server.ts";
+import { PgServer, type PgServerOptions } from "../../lib/postgres/server.ts";
 
-export { findPgBinaries, freePort, PgServer, waitForPidGone } from "../../lib/cli/pg_server.ts";
+export { findPgBinaries, freePort, PgServer, waitForPidGone } from "../../lib/postgres/server.ts";
 
 /** Start `count` servers in parallel, run `fn`, then stop them all whatever happened. */
 export async function withPgServers<T>(

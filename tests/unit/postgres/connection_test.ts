@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parsePgUrl, resolveConnection } from "../../../lib/control/connection.ts";
+import { parsePgUrl, resolveConnection } from "../../../lib/postgres/connection.ts";
 
 const server = { port: 5544, unixSocketDirectory: "/run/pg", listenAddress: "10.1.2.3" };
 

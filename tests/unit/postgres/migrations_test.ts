@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { connect, withPgServer } from "../../helpers/pg.ts";
-import { migrate, type Migration, MIGRATIONS } from "../../../lib/control/migrations.ts";
+import { migrate, type Migration, MIGRATIONS } from "../../../lib/postgres/migrations.ts";
 
 Deno.test("migrations create schema pgraft and a second run is a no-op", async () => {
   await withPgServer(async (server) => {

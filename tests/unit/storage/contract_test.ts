@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { AssertionError } from "../../../lib/assert.ts";
-import { migrate } from "../../../lib/control/migrations.ts";
+import { migrate } from "../../../lib/postgres/migrations.ts";
 import type { Entry, Snapshot } from "../../../lib/raft/types.ts";
 import {
   type ApplyItem,

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { migrate } from "../../../lib/control/migrations.ts";
+import { migrate } from "../../../lib/postgres/migrations.ts";
 import type { Entry } from "../../../lib/raft/types.ts";
 import { type ApplyItem, PgStorage } from "../../../lib/storage/mod.ts";
 import { connect, withPgServer } from "../../helpers/pg.ts";

@@ -1,0 +1,221 @@
+/**
+ * What the node shows about itself and the members it knows: the rows the
+ * publisher writes for the `pgraft_*` read functions, `GET /status`, and the
+ * health check. Computed from the replica, the peers and the applied view
+ * whenever asked; nothing here is stored.
+ *
+ * @module
+ */
+
+import type { PgraftSettings } from "../config/mod.ts";
+import { type NodeId, NONE, type Status } from "../raft/mod.ts";
+import type { MemberStatusRow, StatusSnapshot } from "../postgres/publisher.ts";
+import type { AppliedState } from "../storage/mod.ts";
+import { VERSION } from "../version.ts";
+import type { Peers } from "./peers.ts";
+import type { Replica } from "./replica.ts";
+
+/** Everything a status is computed from. */
+export interface StatusSource {
+  nodeId: NodeId;
+  replica: Replica;
+  peers: Peers;
+  applied: AppliedState;
+  settings: PgraftSettings;
+  /** the port the agent listens on (the actual one when 0 was configured) */
+  port: number;
+  /** when the current leader was first seen, and when this node last lost sight of one */
+  leaderSince: Date | null;
+  noLeaderSince: Date | null;
+  startedAt: Date;
+  /** peer requests the transport's gate turned away */
+  rpcRejected: number;
+}
+
+/** The member states `pgraft_get_nodes()` shows for this node itself. */
+export function selfState(st: Status): string {
+  if (st.removed) return "removed";
+  if (st.membership.learners.includes(st.id)) return "learner";
+  if (!st.membership.voters.includes(st.id) && st.role !== "leader") {
+    return st.term === 0 && st.lastIndex === 0 ? "waiting" : "follower";
+  }
+  return st.role === "pre_candidate" ? "candidate" : st.role;
+}
+
+/**
+ * Whether this node knows a quorum stands behind the leader: a leader counts
+ * the voters heard from within an election timeout; a follower that hears
+ * from its leader knows one does (check-quorum, thesis §6.2).
+ */
+export function quorumMet(src: StatusSource, st: Status): boolean {
+  if (!src.replica.storageOk) return false;
+  const voters = st.membership.voters;
+  if (voters.length === 0) return false;
+  const electionMs = src.settings.electionTimeoutMs;
+  const heard = (id: NodeId) => {
+    const age = src.peers.contactAgeMs(id);
+    return age !== null && age <= electionMs;
+  };
+  if (st.role === "leader") {
+    const active = voters.filter((id) => id === src.nodeId || heard(id)).length;
+    return active >= Math.floor(voters.length / 2) + 1;
+  }
+  return st.leaderId !== NONE && heard(st.leaderId);
+}
+
+/** One row per member, as this node sees it (the leader knows everyone's progress). */
+function memberRows(src: StatusSource, st: Status): MemberStatusRow[] {
+  const now = Date.now();
+  const electionMs = src.settings.electionTimeoutMs;
+  const voters = new Set(st.membership.voters);
+  const learners = new Set(st.membership.learners);
+  const progress = new Map(st.progress.map((p) => [p.id, p]));
+  const ids = new Set<NodeId>([
+    ...voters,
+    ...learners,
+    ...src.applied.members.map((m) => m.nodeId),
+  ]);
+  const rows: MemberStatusRow[] = [];
+  for (const id of [...ids].sort((a, b) => a - b)) {
+    const addr = src.peers.address(id) ?? { address: "", port: 0 };
+    const age = src.peers.contactAgeMs(id);
+    const contactAt = age === null ? null : new Date(now - age);
+    let state: string;
+    let matchIndex: number | null = null;
+    let nextIndex: number | null = null;
+    let commitIndex: number | null = null;
+    let lastContactAt: Date | null = null;
+    if (id === src.nodeId) {
+      state = selfState(st);
+      matchIndex = st.lastIndex;
+      nextIndex = st.lastIndex + 1;
+      commitIndex = st.commitIndex;
+      lastContactAt = st.role === "leader" ? new Date(now) : null;
+    } else if (st.role === "leader") {
+      const p = progress.get(id);
+      lastContactAt = contactAt;
+      matchIndex = p?.matchIndex ?? null;
+      nextIndex = p?.nextIndex ?? null;
+      commitIndex = p ? Math.min(p.matchIndex, st.commitIndex) : null;
+      state = age === null || age > electionMs
+        ? "unreachable"
+        : learners.has(id)
+        ? "learner"
+        : "follower";
+    } else if (id === st.leaderId) {
+      state = "leader";
+      lastContactAt = contactAt;
+    } else {
+      state = learners.has(id) ? "learner" : voters.has(id) ? "follower" : "unknown";
+    }
+    rows.push({
+      nodeId: id,
+      address: addr.address,
+      port: addr.port,
+      state,
+      isVoter: voters.has(id),
+      matchIndex,
+      nextIndex,
+      commitIndex,
+      lastContactAt,
+      lagEntries: matchIndex === null ? null : Math.max(0, st.lastIndex - matchIndex),
+      lagBytes: matchIndex === null ? null : src.replica.bytesAfter(matchIndex, st.lastIndex),
+    });
+  }
+  return rows;
+}
+
+/** The value at quantile `q` of ascending `sorted`, 0 when empty. */
+function quantile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
+/** What the read functions show: node, members and counters. */
+export function statusSnapshot(src: StatusSource): StatusSnapshot {
+  const st = src.replica.status();
+  const s = src.settings;
+  const stats = src.replica.stats;
+  const persist = [...stats.persistMs].sort((a, b) => a - b);
+  const ms3 = (x: number) => Math.round(x * 1000) / 1000;
+  return {
+    node: {
+      nodeId: src.nodeId,
+      address: s.address,
+      port: src.port,
+      role: selfState(st),
+      term: st.term,
+      leaderId: st.leaderId === NONE ? null : st.leaderId,
+      commitIndex: st.commitIndex,
+      lastApplied: src.replica.appliedIndex,
+      firstIndex: st.firstIndex,
+      lastIndex: st.lastIndex,
+      snapshotIndex: st.snapshotIndex,
+      quorumMet: quorumMet(src, st),
+      electionsTriggered: st.electionsStarted,
+      failoverEnabled: st.failoverEnabled,
+      clusterId: src.applied.clusterId,
+      clusterName: s.clusterName,
+      storageOk: src.replica.storageOk,
+      heartbeatIntervalMs: s.heartbeatIntervalMs,
+      electionTimeoutMs: s.electionTimeoutMs,
+      noLeaderSince: src.noLeaderSince,
+      leaderSince: src.leaderSince,
+      agentPid: Deno.pid,
+      agentStartedAt: src.startedAt,
+      agentVersion: VERSION,
+      staleAfterMs: Math.max(1000, 5 * s.heartbeatIntervalMs),
+    },
+    members: memberRows(src, st),
+    stats: {
+      entriesAppended: stats.entriesAppended,
+      entriesCommitted: stats.entriesCommitted,
+      entriesApplied: stats.entriesApplied,
+      proposals: stats.proposals,
+      snapshotsTaken: stats.snapshotsTaken,
+      snapshotsInstalled: stats.snapshotsInstalled,
+      lastSnapshotIndex: Math.max(stats.lastSnapshotIndex, st.snapshotIndex),
+      lastSnapshotAt: stats.lastSnapshotAt,
+      snapshotThreshold: s.snapshotThreshold,
+      rpcSent: src.peers.counters.sent,
+      rpcReceived: src.peers.counters.received,
+      rpcErrors: src.peers.counters.errors,
+      rpcRejected: src.rpcRejected,
+      appendBatches: stats.appendBatches,
+      avgAppendBatch: stats.appendBatches
+        ? Math.round(100 * stats.entriesAppended / stats.appendBatches) / 100
+        : 0,
+      persistP50Ms: ms3(quantile(persist, 0.5)),
+      persistP99Ms: ms3(quantile(persist, 0.99)),
+    },
+  };
+}
+
+/** `GET /status`: the node and its members as JSON. */
+export function httpStatus(snap: StatusSnapshot): unknown {
+  return {
+    node: snap.node.nodeId,
+    role: snap.node.role,
+    term: snap.node.term,
+    leader: snap.node.leaderId,
+    commitIndex: snap.node.commitIndex,
+    appliedIndex: snap.node.lastApplied,
+    lastIndex: snap.node.lastIndex,
+    clusterId: snap.node.clusterId,
+    clusterName: snap.node.clusterName,
+    quorumMet: snap.node.quorumMet,
+    failoverEnabled: snap.node.failoverEnabled,
+    storageOk: snap.node.storageOk,
+    version: VERSION,
+    peers: snap.members.map((m) => ({
+      id: m.nodeId,
+      address: m.address,
+      port: m.port,
+      state: m.state,
+      voter: m.isVoter,
+      match: m.matchIndex,
+      next: m.nextIndex,
+      lagEntries: m.lagEntries,
+    })),
+  };
+}
