@@ -8,7 +8,7 @@
 
 import { assert } from "../assert.ts";
 import { applyConfChange, cloneMembership, decodeConfChange } from "./conf_change.ts";
-import type { Entry, Membership, NodeId, Snapshot } from "./types.ts";
+import type { Entry, Membership, NodeId, RejectHint, Snapshot } from "./types.ts";
 
 interface ConfPoint {
   index: number;
@@ -112,7 +112,27 @@ export class RaftLog {
     return i;
   }
 
-  /** The last index <= `from` whose term is <= `term` (0 when none). */
+  /**
+   * The hint a follower sends when it rejects an append whose previous entry
+   * at `rejectedIndex` it does not hold (fast backtracking, §5.3): its last
+   * index, and the term it holds there with the first index of that term.
+   */
+  rejectHint(rejectedIndex: number): RejectHint {
+    const lastIndex = this.lastIndex();
+    if (rejectedIndex > lastIndex) {
+      return { rejectedIndex, lastIndex, conflictTerm: 0, conflictIndex: lastIndex + 1 };
+    }
+    const conflictTerm = this.term(rejectedIndex);
+    assert(conflictTerm !== null, `no term at ${rejectedIndex} (snapshot ${this.#snapshotIndex})`);
+    return {
+      rejectedIndex,
+      lastIndex,
+      conflictTerm,
+      conflictIndex: this.firstIndexOfTermAt(rejectedIndex),
+    };
+  }
+
+  /** The last index <= `from` whose term is <= `term` (the snapshot's index when none is after it). */
   lastIndexWithTermAtMost(from: number, term: number): { index: number; term: number } {
     let i = Math.min(from, this.lastIndex());
     while (i > this.#snapshotIndex) {
@@ -169,7 +189,7 @@ export class RaftLog {
     return last ? last.membership : this.#snapshotMembership;
   }
 
-  /** Index of the last conf_change entry in the log (the snapshot index when none). */
+  /** Index of the last conf_change entry after the snapshot (0 when none). */
   lastConfIndex(): number {
     const last = this.#confs[this.#confs.length - 1];
     return last ? last.index : 0;
@@ -195,6 +215,23 @@ export class RaftLog {
     this.#snapshot = snapshot;
     this.#snapshotIndex = index;
     this.#snapshotTerm = snapshot.meta.term;
+  }
+
+  /**
+   * Snapshot the state machine at `index` (held in the log, after the current
+   * snapshot) with the membership in force there, and compact the log to it.
+   */
+  compactTo(index: number, data: Uint8Array): Snapshot {
+    assert(index > this.#snapshotIndex, `snapshot at ${index} not after ${this.#snapshotIndex}`);
+    const term = this.term(index);
+    assert(term !== null, `no term for snapshot index ${index}`);
+    const m = this.membershipAt(index);
+    const snapshot: Snapshot = {
+      meta: { index, term, membership: { voters: [...m.voters], learners: [...m.learners] } },
+      data,
+    };
+    this.compact(snapshot);
+    return snapshot;
   }
 
   /** Replace the whole log with `snapshot` (InstallSnapshot for a follower far behind). */

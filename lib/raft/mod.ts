@@ -6,7 +6,8 @@
  */
 
 export * from "./types.ts";
-export { RaftNode, type Timing } from "./node.ts";
+export { RaftNode } from "./node.ts";
+export { committedIndex, hasQuorum, quorumSize, type VoteResult, voteResult } from "./quorum.ts";
 export { ConfChangeError, NotLeaderError, ProposalRejectedError } from "./errors.ts";
 export {
   applyConfChange,

@@ -36,7 +36,11 @@ export interface HardState {
   term: number;
   /** votedFor in `term`, or NONE */
   vote: NodeId;
-  /** commitIndex (persisted so a restart does not forget what it applied up to) */
+  /**
+   * commitIndex. Unlike term and vote it need not be synced on its own: a
+   * node restarts from max(commit, applied, snapshot index) and learns the
+   * rest from the leader.
+   */
   commit: number;
 }
 
@@ -184,12 +188,18 @@ export interface ReadState {
 
 /**
  * What the application must do after a tick/step/propose, in this order:
- * 1. persist `snapshot` (if any), then `entries` (appending at entries[0].index
+ * 1. send `messagesBeforePersist` (it may do so at once, before step 2);
+ * 2. persist `snapshot` (if any), then `entries` (appending at entries[0].index
  *    first deletes every stored entry with index >= entries[0].index), then
- *    `hardState` (if any) — atomically where possible;
- * 2. send `messages` (only after step 1 committed; see `messagesBeforePersist`);
- * 3. apply `committedEntries` in order (and a snapshot installed in step 1);
- * 4. call `advance(ready)`.
+ *    `hardState` (if any) — atomically where possible. A term or vote must be
+ *    durable before anything is sent on its behalf (§5.1, Figure 2); a change
+ *    of `commit` alone need not be synced;
+ * 3. send `messages` (only once step 2 is durable);
+ * 4. apply `committedEntries` in order, and install `snapshot` in the state
+ *    machine, only once step 2 is durable (they may include this Ready's own
+ *    `entries`). Applying may go on beside the loop, after step 5;
+ * 5. call `advance(ready)` once steps 1–3 are done and the committed entries
+ *    are taken for applying; then collect the next Ready.
  */
 export interface Ready {
   softState: SoftState | null;
@@ -198,12 +208,17 @@ export interface Ready {
   entries: Entry[];
   /**
    * Messages that may be sent before the entries above are durable: the
-   * leader's appends to followers (thesis §10.2.1, the leader's own write in
-   * parallel). Everything in `messages` must wait for persistence.
+   * leader's appends, heartbeats, snapshots and TimeoutNow (thesis §10.2.1:
+   * the leader writes its own log in parallel with its followers). Empty
+   * when this Ready changes the term or vote: nothing goes out before those
+   * are durable.
    */
   messagesBeforePersist: Message[];
+  /** Messages that must wait until the hard state and entries above are durable. */
   messages: Message[];
+  /** Committed entries to apply, in log order (none while `snapshot` is set). */
   committedEntries: Entry[];
+  /** Reads confirmed by ReadIndex (thesis §6.4): serve each once `index` is applied. */
   readStates: ReadState[];
 }
 
@@ -215,6 +230,7 @@ export interface Progress {
   nextIndex: number;
   /** probe: one append at a time; replicate: pipelined up to the window; snapshot: waiting */
   state: "probe" | "replicate" | "snapshot";
+  /** appends in flight (replicate state; at most maxInflight) */
   inflight: number;
   /** heard from within the last election timeout */
   recentActive: boolean;
@@ -230,20 +246,28 @@ export interface Status {
   vote: NodeId;
   leaderId: NodeId;
   commitIndex: number;
+  /**
+   * Committed entries were handed out for applying up to here, in Readies the
+   * application has advanced past. It may still be applying them: its own
+   * durable applied index can trail.
+   */
   appliedIndex: number;
   lastIndex: number;
   lastTerm: number;
   firstIndex: number;
   snapshotIndex: number;
   membership: Membership;
-  /** only on the leader: one per member other than itself */
+  /**
+   * only on the leader: one per member other than itself, and one per removed
+   * node it still informs of its removal (reported as a learner)
+   */
   progress: Progress[];
   /** node a leadership transfer is under way to, or NONE */
   transferTarget: NodeId;
-  /** a conf change is in the log but not yet applied */
+  /** the last conf change in the log is beyond `appliedIndex` */
   pendingConfChange: boolean;
   failoverEnabled: boolean;
-  /** true once this node has applied its own removal */
+  /** true once the conf change removing this node has committed (it then takes no part) */
   removed: boolean;
   electionsStarted: number;
 }
@@ -269,15 +293,19 @@ export interface RaftConfig {
   /** election timeout in ticks (> heartbeatTicks) */
   electionTicks: number;
   /**
-   * The randomized election timeout is drawn from
-   * [electionTicks, electionTicks + electionJitterTicks). Default electionTicks.
+   * A follower's randomized election timeout is drawn from
+   * [electionTicks, electionTicks + electionJitterTicks); a (pre-)candidate
+   * whose election failed retries after about half that. Default electionTicks.
    */
   electionJitterTicks?: number;
   /** entries per append message (append_batch_size) */
   appendBatchSize: number;
   /** append messages in flight per follower before waiting for acknowledgements */
   maxInflight: number;
-  /** applied entries since the last snapshot after which `snapshotDue()` answers true */
+  /**
+   * entries handed out for applying since the last snapshot (see
+   * `Status.appliedIndex`) after which `snapshotDue()` answers true
+   */
   snapshotThreshold: number;
   /** pre-vote (thesis §9.6); default true */
   preVote?: boolean;
@@ -290,6 +318,16 @@ export interface RaftConfig {
   /** seeded generator, returns an integer in [0, n) — the only source of randomness */
   randomInt: (n: number) => number;
   plantedBugs?: PlantedBugs;
+}
+
+/** Timing and batching knobs that may change at run time (pgraft_set_config); see {@link RaftConfig}. */
+export interface Timing {
+  heartbeatTicks: number;
+  electionTicks: number;
+  electionJitterTicks: number;
+  appendBatchSize: number;
+  snapshotThreshold: number;
+  maxInflight: number;
 }
 
 /** What a node restarts from: exactly what storage made durable. */
