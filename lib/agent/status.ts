@@ -8,7 +8,7 @@
  */
 
 import type { PgraftSettings } from "../config/mod.ts";
-import { type NodeId, NONE, type Status } from "../raft/mod.ts";
+import { hasQuorum, type NodeId, NONE, type Status } from "../raft/mod.ts";
 import type { MemberStatusRow, StatusSnapshot } from "../postgres/publisher.ts";
 import type { AppliedState } from "../storage/mod.ts";
 import { VERSION } from "../version.ts";
@@ -50,16 +50,12 @@ export function selfState(st: Status): string {
 export function quorumMet(src: StatusSource, st: Status): boolean {
   if (!src.replica.storageOk) return false;
   const voters = st.membership.voters;
-  if (voters.length === 0) return false;
   const electionMs = src.settings.electionTimeoutMs;
   const heard = (id: NodeId) => {
     const age = src.peers.contactAgeMs(id);
     return age !== null && age <= electionMs;
   };
-  if (st.role === "leader") {
-    const active = voters.filter((id) => id === src.nodeId || heard(id)).length;
-    return active >= Math.floor(voters.length / 2) + 1;
-  }
+  if (st.role === "leader") return hasQuorum(voters, (id) => id === src.nodeId || heard(id));
   return st.leaderId !== NONE && heard(st.leaderId);
 }
 
