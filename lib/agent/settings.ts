@@ -24,6 +24,7 @@ const CLUSTER_FIELDS: Record<string, keyof PgraftSettings> = {
   append_batch_size: "appendBatchSize",
   snapshot_threshold: "snapshotThreshold",
   failover_enabled: "failoverEnabled",
+  kv_quota: "kvQuotaBytes",
 };
 
 /** The file's settings overlaid with the cluster's. Invalid cluster values are skipped (and reported). */
@@ -72,7 +73,8 @@ export function validateClusterSetting(
         `heartbeat_interval (${heartbeat}ms)`,
     );
   }
-  return display;
+  // Sizes travel as a plain byte count, which the state machine reads (lib/state/limits.ts).
+  return spec!.type === "bytes" ? String(value) : display;
 }
 
 /** The canonical display of a cluster-wide value, or null when it is not valid (then unused). */

@@ -26,6 +26,8 @@ export interface LocalServerSettings {
   port: number | null;
   unixSocketDirectory: string | null;
   listenAddress: string | null;
+  /** `data_directory`, absolute; null when the file does not set it */
+  dataDirectory: string | null;
 }
 
 /** The typed pgraft settings of one node. */
@@ -43,6 +45,15 @@ export interface PgraftSettings {
   appendBatchSize: number;
   snapshotThreshold: number;
   failoverEnabled: boolean;
+  /** the key-value store's quota in bytes (`kv_quota`) */
+  kvQuotaBytes: number;
+  /**
+   * absolute path of the Raft log and snapshots: `data_dir`, else the
+   * PostgreSQL data directory (`data_directory`, else the directory holding the
+   * configuration file) with `.pgraft` appended — never inside it, since
+   * pg_basebackup and pg_rewind replace the data directory
+   */
+  dataDir: string;
   /** absolute path from `tls_cert_file`; null = serve plain HTTP */
   tlsCertFile: string | null;
   /** absolute path from `tls_key_file`; set exactly when `tlsCertFile` is */
@@ -53,6 +64,7 @@ export interface PgraftSettings {
 
 /** Settings holding a file name, resolved relative to the file that sets them. */
 const PATH_SETTINGS: readonly string[] = [
+  "data_dir",
   "auth_secret_file",
   "tls_cert_file",
   "tls_key_file",
@@ -169,7 +181,7 @@ export async function loadConfig(path: string): Promise<LoadedConfig> {
     files: [],
     assignments: new Map(),
     sequence: 0,
-    connection: { port: null, unixSocketDirectory: null, listenAddress: null },
+    connection: { port: null, unixSocketDirectory: null, listenAddress: null, dataDirectory: null },
     stack: [],
   };
   await readConfigFile(main, 0, null, state);
@@ -367,6 +379,11 @@ function assign(name: string, value: string, site: Site, state: LoadState): void
     case "listen_addresses":
       state.connection.listenAddress = value.trim() === "" ? null : value.trim();
       break;
+    case "data_directory":
+      state.connection.dataDirectory = value.trim() === ""
+        ? null
+        : resolve(dirname(site.file), value.trim());
+      break;
     default:
       // PostgreSQL's own settings and other extensions' are not ours to check.
       break;
@@ -461,6 +478,9 @@ async function buildSettings(main: string, state: LoadState): Promise<PgraftSett
     appendBatchSize: valueOf<number>(state, "append_batch_size"),
     snapshotThreshold: valueOf<number>(state, "snapshot_threshold"),
     failoverEnabled: valueOf<boolean>(state, "failover_enabled"),
+    kvQuotaBytes: valueOf<number>(state, "kv_quota"),
+    dataDir: (assigned(state, "data_dir")?.value as string | undefined) ||
+      `${state.connection.dataDirectory ?? dirname(main)}.pgraft`,
     ...tlsFiles(state),
   };
 }
@@ -588,7 +608,11 @@ function buildEntries(settings: PgraftSettings, state: LoadState): SettingEntry[
         sourceline: assignment.line,
       };
     }
-    const setting = spec.name === "listen_address" ? settings.listenAddress : spec.default ?? "";
+    const setting = spec.name === "listen_address"
+      ? settings.listenAddress
+      : spec.name === "data_dir"
+      ? settings.dataDir
+      : spec.default ?? "";
     return {
       name: spec.name,
       setting,

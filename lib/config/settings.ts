@@ -5,10 +5,10 @@
  * @module
  */
 
-import { parseBoolean, parseDuration, parseInteger } from "./units.ts";
+import { formatBytes, parseBoolean, parseBytes, parseDuration, parseInteger } from "./units.ts";
 
 /** How a setting's value is written. */
-export type SettingType = "integer" | "duration" | "boolean" | "string";
+export type SettingType = "integer" | "duration" | "bytes" | "boolean" | "string";
 
 /** `node`: each node's own file only; `cluster`: may also be set through the log. */
 export type SettingScope = "node" | "cluster";
@@ -19,13 +19,13 @@ export interface SettingSpec {
   name: string;
   type: SettingType;
   scope: SettingScope;
-  /** `"ms"` for durations, null otherwise */
+  /** `"ms"` for durations, `"B"` for sizes, null otherwise */
   unit: string | null;
   /** display form, e.g. `"100ms"`, `"on"`, `"512"`; null = required or none */
   default: string | null;
-  /** smallest value (integers; durations in ms) */
+  /** smallest value (integers; durations in ms; sizes in bytes) */
   min?: number;
-  /** largest value (integers; durations in ms) */
+  /** largest value (integers; durations in ms; sizes in bytes) */
   max?: number;
   description: string;
 }
@@ -185,6 +185,25 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: "on",
     description: "whether the agent promotes a new PostgreSQL primary on leader change",
   },
+  {
+    name: "data_dir",
+    type: "string",
+    scope: "node",
+    unit: null,
+    default: null,
+    description: "directory of the agent's Raft log and snapshots, relative to the file that " +
+      "sets it (default: the PostgreSQL data directory's path with .pgraft appended)",
+  },
+  {
+    name: "kv_quota",
+    type: "bytes",
+    scope: "cluster",
+    unit: "B",
+    default: "64MB",
+    min: 1024,
+    max: Number.MAX_SAFE_INTEGER,
+    description: "most bytes (keys and values) the replicated key-value store may hold",
+  },
 ];
 
 /** String settings that cannot be empty (for the others, empty means none). */
@@ -315,6 +334,19 @@ export function parseSettingValue(name: string, raw: string): ParsedSetting {
       }
       checkRange(spec, raw, value, "ms");
       return { value, display: `${value}ms` };
+    }
+    case "bytes": {
+      let value: number;
+      try {
+        value = parseBytes(raw);
+      } catch (error) {
+        if (error instanceof RangeError && /unit/.test(error.message)) {
+          throw invalid(spec, raw, `${error.message}`, RangeError);
+        }
+        throw invalid(spec, raw, "expected a size such as '64MB'", TypeError);
+      }
+      checkRange(spec, raw, value, "B");
+      return { value, display: formatBytes(value) };
     }
     case "boolean": {
       let value: boolean;

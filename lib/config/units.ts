@@ -181,3 +181,20 @@ export function parseBoolean(raw: string): boolean {
   }
   return first[1];
 }
+
+/**
+ * Show a size in bytes with the largest unit that divides it evenly, as
+ * PostgreSQL shows memory settings.
+ *
+ * @example
+ * ```ts
+ * if (formatBytes(64 * 1024 * 1024) !== "64MB" || formatBytes(1000) !== "1000B") throw new Error();
+ * ```
+ */
+export function formatBytes(bytes: number): string {
+  const units = Object.entries(MEMORY_UNITS_BYTES).sort(([, a], [, b]) => b - a);
+  for (const [unit, factor] of units) {
+    if (bytes !== 0 && bytes % factor === 0) return `${bytes / factor}${unit}`;
+  }
+  return `${bytes}B`;
+}

@@ -48,7 +48,7 @@ function firstListenAddress(listen: string | null): string | null {
  * ```
  */
 export function resolveConnection(
-  server: LocalServerSettings,
+  server: Pick<LocalServerSettings, "port" | "unixSocketDirectory" | "listenAddress">,
   database: string,
   options: ResolveConnectionOptions = {},
 ): PgConnectionOptions {

@@ -91,7 +91,7 @@ export interface EffectiveConfigRow {
   source: "default" | "configuration file" | "cluster";
   sourcefile: string | null;
   sourceline: number | null;
-  valueType: "integer" | "duration" | "boolean" | "string";
+  valueType: "integer" | "duration" | "bytes" | "boolean" | "string";
   minValue: number | null;
   maxValue: number | null;
   description: string;

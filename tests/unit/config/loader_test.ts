@@ -82,6 +82,8 @@ Deno.test("the fixture tree is read with every include form, in PostgreSQL's ord
     appendBatchSize: 64,
     snapshotThreshold: 200,
     failoverEnabled: false,
+    kvQuotaBytes: 64 * 1024 * 1024,
+    dataDir: `${tree.replace(/\/$/, "")}.pgraft`,
     tlsCertFile: null,
     tlsKeyFile: null,
     tlsCaFile: null,
@@ -90,6 +92,7 @@ Deno.test("the fixture tree is read with every include form, in PostgreSQL's ord
     port: 5433,
     unixSocketDirectory: null,
     listenAddress: "localhost",
+    dataDirectory: null,
     sourcefile: `${tree}postgresql.conf`,
   });
   assert.deepEqual(config.warnings, []);
@@ -98,7 +101,7 @@ Deno.test("the fixture tree is read with every include form, in PostgreSQL's ord
 Deno.test("entries give each setting's display value, source, file and line", async () => {
   const config = await loadConfig(`${tree}postgresql.conf`);
   assert.deepEqual(config.entries.map((e) => e.name).slice(0, 3), ["node_id", "address", "port"]);
-  assert.equal(config.entries.length, 16);
+  assert.equal(config.entries.length, 18);
   assert.deepEqual(entry(config, "heartbeat_interval"), {
     name: "heartbeat_interval",
     setting: "50ms",
@@ -154,6 +157,8 @@ Deno.test("defaults fill every setting that is not set", async () => {
     appendBatchSize: 512,
     snapshotThreshold: 8000,
     failoverEnabled: true,
+    kvQuotaBytes: 64 * 1024 * 1024,
+    dataDir: `${dirname(config.files[0]!)}.pgraft`,
     tlsCertFile: null,
     tlsKeyFile: null,
     tlsCaFile: null,
@@ -174,12 +179,15 @@ Deno.test("defaults fill every setting that is not set", async () => {
       ["append_batch_size", "512"],
       ["snapshot_threshold", "8000"],
       ["failover_enabled", "on"],
+      ["data_dir", `${dirname(config.files[0]!)}.pgraft`],
+      ["kv_quota", "64MB"],
     ],
   );
   assert.deepEqual(config.connection, {
     port: null,
     unixSocketDirectory: null,
     listenAddress: null,
+    dataDirectory: null,
     sourcefile: config.files[0],
   });
 });
@@ -590,6 +598,7 @@ Deno.test("connection settings come from port, unix_socket_directories and liste
     port: 6543,
     unixSocketDirectory: "/run/a",
     listenAddress: "*",
+    dataDirectory: null,
     sourcefile: config.files[0],
   });
   assert.equal(config.settings.port, 7001, "pgraft.port is not PostgreSQL's port");

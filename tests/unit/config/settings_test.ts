@@ -24,6 +24,8 @@ Deno.test("SETTINGS lists every pgraft setting in DESIGN.md table order with its
     ["append_batch_size", "cluster"],
     ["snapshot_threshold", "cluster"],
     ["failover_enabled", "cluster"],
+    ["data_dir", "node"],
+    ["kv_quota", "cluster"],
   ]);
 });
 
@@ -43,10 +45,28 @@ Deno.test("defaults are the DESIGN.md ones and parse back to their own display f
   }
 });
 
-Deno.test("durations have unit ms and nothing else has a unit", () => {
+Deno.test("durations have unit ms, sizes unit B, and nothing else has a unit", () => {
   for (const spec of SETTINGS) {
-    assert.equal(spec.unit, spec.type === "duration" ? "ms" : null, spec.name);
+    const unit = spec.type === "duration" ? "ms" : spec.type === "bytes" ? "B" : null;
+    assert.equal(spec.unit, unit, spec.name);
   }
+});
+
+Deno.test("sizes take PostgreSQL's memory units and show the largest unit that divides them", () => {
+  assert.deepEqual(parseSettingValue("kv_quota", "64MB"), {
+    value: 64 * 1024 * 1024,
+    display: "64MB",
+  });
+  assert.deepEqual(parseSettingValue("kv_quota", "1536kB"), {
+    value: 1536 * 1024,
+    display: "1536kB",
+  });
+  assert.deepEqual(parseSettingValue("kv_quota", "1048577"), {
+    value: 1048577,
+    display: "1048577B",
+  });
+  assert.throws(() => parseSettingValue("kv_quota", "12parsecs"), /unit/);
+  assert.throws(() => parseSettingValue("kv_quota", "100"), /between 1024B/);
 });
 
 Deno.test("parseSettingValue types each value and gives its display form", () => {
