@@ -3,22 +3,42 @@
  * builds the parts, wires them, owns the timers that are not the replica's,
  * and turns what happens into events and log lines:
  *
- * - {@link Replica}: the Raft core, its storage and the Ready loop;
+ * - {@link Replica}: the Raft core, its write-ahead log on this node's disk
+ *   (`pgraft.data_dir`), the replicated state machine in memory, the Ready loop;
  * - {@link Peers}: addresses and clients of the other agents;
  * - {@link Ops}: every write operation once, for HTTP and SQL alike;
  * - the peer app (lib/transport) with the key-value API (lib/api) mounted;
- * - the publisher and the SQL command queue (lib/postgres).
+ * - the link to this node's PostgreSQL (lib/postgres): the publisher and the
+ *   SQL command queue, started in the background — consensus never waits for it.
  *
  * @module
  */
 
-import postgres from "postgres";
-import type { LoadedConfig } from "../config/mod.ts";
 import { type Cluster, kvApi } from "../api/mod.ts";
-import { type Entry, type Message, type NodeId, NONE, type SoftState } from "../raft/mod.ts";
-import { decodeConfChange } from "../raft/mod.ts";
-import { parseMemberContext } from "../state/limits.ts";
-import { type ApplyItem, type ApplyResult, PgStorage } from "../storage/mod.ts";
+import {
+  ELECTION_HEARTBEAT_RATIO_MIN,
+  type LoadedConfig,
+  type PgraftSettings,
+} from "../config/mod.ts";
+import {
+  decodeConfChange,
+  type Entry,
+  type Message,
+  type NodeId,
+  NONE,
+  type SoftState,
+} from "../raft/mod.ts";
+import {
+  type ApplyResult,
+  decodeCommand,
+  KV_KEY_BYTES_MAX,
+  KV_VALUE_BYTES_MAX,
+  MEMBER_ADDRESS_CHARS_MAX,
+  MEMBER_ADDRESS_PATTERN,
+  MEMBER_PORT_MAX,
+  parseMemberContext,
+} from "../state/mod.ts";
+import { WalStorage } from "../storage/mod.ts";
 import {
   createPeerApp,
   Metrics,
@@ -28,18 +48,16 @@ import {
   TRANSPORT_METRICS,
 } from "../transport/mod.ts";
 import type { PgConnectionOptions } from "../postgres/connection.ts";
-import { ControlPool } from "../postgres/control_pool.ts";
-import { CommandQueue, type CommandRow } from "../postgres/command_queue.ts";
-import { migrate } from "../postgres/migrations.ts";
-import { Publisher, type StatusSnapshot } from "../postgres/publisher.ts";
+import { type CommandRow } from "../postgres/command_queue.ts";
+import { PostgresLink } from "../postgres/link.ts";
+import type { StatusSnapshot } from "../postgres/status_rows.ts";
 import { VERSION } from "../version.ts";
-import { AppliedView } from "./applied_view.ts";
 import { type LogFormat, Logger } from "./log.ts";
 import { Ops } from "./ops.ts";
 import { Peers } from "./peers.ts";
 import { raftConfig, Replica, type ReplicaEvents } from "./replica.ts";
-import { effectiveConfigRows, timingFor } from "./settings.ts";
-import { httpStatus, statusSnapshot, type StatusSource } from "./status.ts";
+import { effectiveConfigRows, effectiveSettings, timingFor } from "./settings.ts";
+import { httpStatus, statusSnapshot } from "./status.ts";
 
 /** Options for {@link Agent.start}. */
 export interface AgentOptions {
@@ -57,27 +75,28 @@ export class Agent {
   readonly nodeId: NodeId;
   readonly metrics = new Metrics();
   readonly startedAt = new Date();
-  #pool!: ControlPool;
-  #publisher!: Publisher;
-  #commands!: CommandQueue;
-  #storage!: PgStorage;
-  #view!: AppliedView;
+  /** resolves with the reason when the agent had to stop on its own (its log failed, a foreign PostgreSQL) */
+  readonly failed: Promise<Error>;
+  #fail: (error: Error) => void = () => {};
+  #settings: PgraftSettings;
+  #storage!: WalStorage;
   #peers!: Peers;
   #replica!: Replica;
   #ops!: Ops;
+  #link!: PostgresLink;
   #server!: PeerServer;
-  #publishTimer: ReturnType<typeof setInterval> | undefined;
-  #publishing: Promise<void> | null = null;
+  #statusTimer: ReturnType<typeof setInterval> | undefined;
   /** the leader that last told this node to campaign at once (a transfer), and when */
   #handoverFrom: { from: NodeId; at: number } | null = null;
   #leaderSince: Date | null = null;
   #noLeaderSince: Date | null = new Date();
-  #stopping = false;
   #stopped: Promise<void> | null = null;
 
   private constructor(options: AgentOptions) {
     this.config = options.config;
     this.nodeId = options.config.settings.nodeId;
+    this.#settings = options.config.settings;
+    this.failed = new Promise((resolve) => (this.#fail = resolve));
     this.log = new Logger({
       format: options.logFormat,
       write: options.logWrite,
@@ -89,7 +108,7 @@ export class Agent {
     });
   }
 
-  /** Connect, migrate, load the Raft state, start the peer server and the timers. */
+  /** Open the Raft log, start the peer server and the timers; PostgreSQL is reached in the background. */
   static async start(options: AgentOptions): Promise<Agent> {
     const agent = new Agent(options);
     try {
@@ -108,76 +127,67 @@ export class Agent {
 
   async #start(connection: PgConnectionOptions): Promise<void> {
     const file = this.config.settings;
-    this.#pool = new ControlPool(() =>
-      postgres({
-        ...connection,
-        max: 2,
-        onnotice: () => {},
-        connect_timeout: 5,
-        idle_timeout: 0,
-        connection: { application_name: "pgraft agent control" },
-      })
-    );
-    this.#publisher = new Publisher(this.#pool);
-    await migrate(this.#pool.sql);
-    this.#storage = await PgStorage.open({ connection });
-    this.#view = await AppliedView.load(this.#storage, this.config, (name, error) => {
-      this.log.warn("ignoring an invalid cluster setting", { name, error: error.message });
-    });
-    const settings = this.#view.settings;
+    this.#storage = await WalStorage.open(file.dataDir, { nodeId: this.nodeId });
+    const { recovery } = this.#storage;
+    if (
+      recovery.tornBytes > 0 || recovery.brokenSnapshots.length > 0 ||
+      recovery.staleSnapshots.length > 0
+    ) {
+      this.log.warn("the Raft log was repaired on open", { ...recovery });
+    }
     this.#peers = new Peers({
       nodeId: this.nodeId,
       self: { address: file.address, port: file.port },
-      clusterId: () => this.#view.state.clusterId,
+      clusterId: () => this.#clusterId(),
       authSecret: file.authSecret,
       tls: file.tlsCertFile !== null ? { caFile: file.tlsCaFile } : null,
       metrics: this.metrics,
       onUnreachable: (peer) => this.#replica.reportUnreachable(peer),
       onSnapshotResult: (peer, ok) => this.#replica.reportSnapshot(peer, ok),
     });
-    for (const m of this.#view.state.members) this.#peers.learn(m.nodeId, m);
-    const timing = timingFor(settings);
+    const timing = timingFor(this.#settings);
     const { replica, entries } = await Replica.open({
-      config: raftConfig(this.nodeId, timing, settings.failoverEnabled),
+      config: raftConfig(this.nodeId, timing, this.#settings.failoverEnabled),
       tickMs: timing.tickMs,
       storage: this.#storage,
       send: (messages) => this.#peers.send(messages),
       events: this.#replicaEvents(),
     });
     this.#replica = replica;
+    this.#refreshSettings();
+    this.#learnMembers();
     this.#learnAddresses(entries);
     this.#ops = new Ops({
       nodeId: this.nodeId,
       self: { address: file.address, port: file.port },
       replica,
       peers: this.#peers,
-      view: this.#view,
-      electionTimeoutMs: () => this.#view.settings.electionTimeoutMs,
-      clusterName: () => this.#view.settings.clusterName,
+      settings: () => this.#settings,
     });
-    this.#view.onSettings((before, after) => this.#settingsChanged(before, after));
     this.#server = await this.#serve();
-    this.#commands = new CommandQueue(this.#pool, this.#publisher, {
-      execute: (kind, args) => this.#ops.execute(kind, args),
-      status: () => this.#status(),
-      failed: (row, message) => this.#commandFailed(row, message),
-      done: (row) => this.log.info("command done", { command: row.commandId, kind: row.kind }),
-      trouble: (what, error) => this.log.warn(what, { error: String(error) }),
-    });
-    await this.#publisher.publishConfig(
-      effectiveConfigRows(this.config, this.#view.state.settings),
-    );
-    await this.#commands.start();
+    this.#link = new PostgresLink(connection, this.#linkSource());
     replica.start();
-    this.#startPublishing(settings.heartbeatIntervalMs);
+    this.#startStatusTimer(this.#settings.heartbeatIntervalMs);
     this.log.info("agent started", {
       address: file.address,
       port: this.#server.port,
-      clusterId: this.#view.state.clusterId,
+      dataDir: file.dataDir,
+      clusterId: this.#clusterId(),
       lastIndex: replica.status().lastIndex,
       version: VERSION,
     });
-    await this.publishNow();
+    const { firstAttempt } = this.#link.start();
+    if (!await firstAttempt) {
+      this.log.warn("PostgreSQL cannot be reached yet; consensus runs meanwhile, retrying", {
+        host: connection.host,
+        port: connection.port,
+      });
+    }
+  }
+
+  /** The cluster this node belongs to: recorded in its data directory, else learned from the log. */
+  #clusterId(): string | null {
+    return this.#storage.identity.clusterId ?? this.#replica?.state.clusterId ?? null;
   }
 
   /** The peer app with the RPCs and the key-value API, served on pgraft.port. */
@@ -185,7 +195,7 @@ export class Agent {
     const file = this.config.settings;
     const peerOptions: PeerAppOptions = {
       nodeId: this.nodeId,
-      clusterId: () => this.#view.state.clusterId,
+      clusterId: () => this.#clusterId(),
       authSecret: file.authSecret,
       metrics: this.metrics,
       onMessages: (_clusterId, messages, sender) => {
@@ -197,7 +207,10 @@ export class Agent {
         this.#receive(messages);
       },
       status: () => httpStatus(this.#status()),
-      health: () => this.#health(),
+      health: () => {
+        const st = this.#replica.status();
+        return { ok: true, detail: `${st.role} term ${st.term} leader ${st.leaderId}` };
+      },
     };
     const app = createPeerApp(peerOptions);
     registerRpc(app, peerOptions, "command", (body) => this.#ops.executeForwarded(body));
@@ -218,17 +231,16 @@ export class Agent {
 
   /** The node as the key-value API sees it. */
   #cluster(): Cluster {
-    const ops = () => this.#ops;
     return {
       leaderUrl: () => {
         const leader = this.#replica.softState.leaderId;
         return leader === NONE ? null : this.#peers.baseUrl(leader);
       },
-      kvPut: (key, value) => ops().kvPut(key, value),
-      kvDelete: (key) => ops().kvDelete(key),
-      linearizableRead: () => ops().linearizableRead(),
-      kvGet: (key) => ops().kvGet(key),
-      kvList: (prefix, limit) => ops().kvList(prefix, limit),
+      kvPut: (key, value) => this.#ops.kvPut(key, value),
+      kvDelete: (key) => this.#ops.kvDelete(key),
+      linearizableRead: () => this.#ops.linearizableRead(),
+      kvGet: (key) => this.#ops.kvGet(key),
+      kvList: (prefix, limit) => this.#ops.kvList(prefix, limit),
     };
   }
 
@@ -246,9 +258,41 @@ export class Agent {
       if (entry.type !== "conf_change") continue;
       const change = decodeConfChange(entry.data);
       if (change.kind === "remove_node" || change.context === "") continue;
-      const addr = parseMemberContext(change.context);
-      if (addr) this.#peers.learn(change.nodeId, addr);
+      try {
+        const addr = parseMemberContext(change.context);
+        if (addr) this.#peers.learn(change.nodeId, addr);
+      } catch {
+        // A context a current proposer never writes: the applied members still have the address.
+      }
     }
+  }
+
+  /** Learn the applied members' addresses. */
+  #learnMembers(): void {
+    for (const m of this.#replica.state.members()) {
+      if (m.address !== "") this.#peers.learn(m.nodeId, m);
+    }
+  }
+
+  /** The effective settings: the file's, overlaid with the cluster's from the state machine. */
+  #refreshSettings(): void {
+    const before = this.#settings;
+    const after = effectiveSettings(this.config, this.#replica.state.settings(), (name, error) => {
+      this.log.warn("ignoring an invalid cluster setting", { name, error: error.message });
+    });
+    this.#settings = after;
+    this.#replica.retime(timingFor(after), after.failoverEnabled);
+    if (before.heartbeatIntervalMs !== after.heartbeatIntervalMs) {
+      this.#startStatusTimer(after.heartbeatIntervalMs);
+    }
+    if (before.failoverEnabled !== after.failoverEnabled) {
+      this.event(after.failoverEnabled ? "failover_resumed" : "failover_paused", {
+        detail: after.failoverEnabled
+          ? "followers start elections again when the leader is silent"
+          : "followers do not start elections while they know a leader",
+      });
+    }
+    this.#link?.publisher.configChanged();
   }
 
   // ---- what the replica reports ------------------------------------------------
@@ -256,24 +300,22 @@ export class Agent {
   #replicaEvents(): ReplicaEvents {
     return {
       softStateChanged: (previous, next, term) => this.#softStateChanged(previous, next, term),
-      entriesPersisted: (entries) => this.#learnAddresses(entries),
-      snapshotInstalled: () => this.#reloadView(),
-      entriesApplied: (items, results) => this.#applied(items, results),
-      storageHealthChanged: (ok, error) => {
-        if (ok) {
-          this.log.info("PostgreSQL is reachable again");
-          this.event("storage_recovered", { detail: "PostgreSQL is reachable again" });
-        } else {
-          this.log.error(
-            "PostgreSQL is unavailable: this node stops voting, acknowledging and leading",
-            { error: String(error) },
-          );
-          this.event("storage_unavailable", { detail: String(error) });
-        }
+      logAppended: (entries) => this.#learnAddresses(entries),
+      snapshotInstalled: (snapshot) => {
+        this.#refreshSettings();
+        this.#learnMembers();
+        this.event("snapshot_installed", { detail: `snapshot at index ${snapshot.meta.index}` });
       },
+      entriesApplied: (entries, results) => this.#applied(entries, results),
       snapshotTaken: (index, bytes) =>
         this.event("snapshot_taken", { detail: `snapshot at index ${index} (${bytes} bytes)` }),
       snapshotFailed: (error) => this.log.warn("snapshot failed", { error: String(error) }),
+      storageFailed: (error) =>
+        this.#fatal(
+          new Error(`cannot write the Raft log in ${this.config.settings.dataDir}`, {
+            cause: error,
+          }),
+        ),
     };
   }
 
@@ -289,12 +331,11 @@ export class Agent {
           nodeId: next.leaderId,
           detail: `node ${next.leaderId} leads term ${term}`,
         });
-        this.log.info("leader known", { leader: next.leaderId });
         const handover = this.#handoverFrom;
         this.#handoverFrom = null;
         if (
           next.leaderId === this.nodeId && handover &&
-          performance.now() - handover.at < 2 * this.#view.settings.electionTimeoutMs
+          performance.now() - handover.at < 2 * this.#settings.electionTimeoutMs
         ) {
           this.event("leadership_transferred", {
             nodeId: this.nodeId,
@@ -317,114 +358,120 @@ export class Agent {
         });
       }
     }
-    this.#publishSoon();
+    this.#link?.publisher.statusChanged();
   }
 
-  #applied(items: readonly ApplyItem[], _results: readonly ApplyResult[]): void {
-    let reload = false;
-    for (const item of items) {
-      const c = item.command;
-      switch (c.op) {
-        case "conf_change": {
-          reload = true;
-          const { kind, nodeId, context } = c.change;
-          const addr = context === "" ? null : parseMemberContext(context);
-          const where = addr ? ` ${addr.address}:${addr.port}` : "";
-          const type = kind === "add_learner"
-            ? "node_added"
-            : kind === "add_voter"
-            ? "node_promoted"
-            : "node_removed";
-          this.event(type, {
-            nodeId,
-            detail: `${kind} node ${nodeId}${where} at index ${item.index}`,
-          });
-          if (kind === "remove_node") {
-            this.#peers.forget(nodeId);
-            if (nodeId === this.nodeId) {
-              this.log.warn("this node was removed from the cluster; it no longer takes part");
-            }
-          }
-          break;
-        }
-        case "set_config":
-          reload = true;
-          this.event("config_changed", { detail: `${c.name} = ${c.value} (index ${item.index})` });
-          break;
-        case "init_cluster":
-          reload = true;
-          this.event("cluster_initialized", {
-            detail: `cluster ${c.clusterId} (${c.clusterName})`,
-          });
-          break;
-        default:
-          break;
+  /** Events for what was applied, and the node's view kept in step with the state machine. */
+  #applied(entries: readonly Entry[], results: readonly ApplyResult[]): void {
+    let settingsChanged = false;
+    let membersChanged = false;
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      const result = results[i]!;
+      if (!result.ok || result.op === "kv_put" || result.op === "kv_delete") continue;
+      if (entry.type === "conf_change") {
+        membersChanged = true;
+        this.#confChangeApplied(entry);
+        continue;
+      }
+      const c = decodeCommand(entry.data);
+      if (c.op === "set_config") {
+        settingsChanged = true;
+        this.event("config_changed", { detail: `${c.name} = ${c.value} (index ${entry.index})` });
+      } else if (c.op === "init_cluster") {
+        settingsChanged = true;
+        this.event("cluster_initialized", { detail: `cluster ${c.clusterId} (${c.clusterName})` });
       }
     }
-    if (reload) this.#reloadView();
+    if (settingsChanged) this.#refreshSettings();
+    if (membersChanged) this.#learnMembers();
+    this.#link?.publisher.kick();
   }
 
-  /** Keep the applied view (members, settings, cluster id) in step with what was applied. */
-  #reloadView(): void {
-    this.#view.reload().then(async () => {
-      for (const m of this.#view.state.members) this.#peers.learn(m.nodeId, m);
-      await this.#publisher.publishConfig(
-        effectiveConfigRows(this.config, this.#view.state.settings),
-      ).catch(() => {});
-    }).catch((error) =>
-      this.log.error("cannot reload the applied state", { error: String(error) })
-    );
-  }
-
-  #settingsChanged(
-    before: LoadedConfig["settings"],
-    after: LoadedConfig["settings"],
-  ): void {
-    this.#replica.retime(timingFor(after), after.failoverEnabled);
-    if (before.heartbeatIntervalMs !== after.heartbeatIntervalMs) {
-      this.#startPublishing(after.heartbeatIntervalMs);
+  #confChangeApplied(entry: Entry): void {
+    const { kind, nodeId, context } = decodeConfChange(entry.data);
+    let where = "";
+    try {
+      const addr = parseMemberContext(context);
+      if (addr) where = ` ${addr.address}:${addr.port}`;
+    } catch {
+      // shown without an address
     }
-    if (before.failoverEnabled !== after.failoverEnabled) {
-      this.event(after.failoverEnabled ? "failover_resumed" : "failover_paused", {
-        detail: after.failoverEnabled
-          ? "followers start elections again when the leader is silent"
-          : "followers do not start elections while they know a leader",
-      });
+    const type = kind === "add_learner"
+      ? "node_added"
+      : kind === "add_voter"
+      ? "node_promoted"
+      : "node_removed";
+    this.event(type, { nodeId, detail: `${kind} node ${nodeId}${where} at index ${entry.index}` });
+    if (kind === "remove_node") {
+      this.#peers.forget(nodeId);
+      if (nodeId === this.nodeId) {
+        this.log.warn("this node was removed from the cluster; it no longer takes part");
+      }
     }
   }
 
-  #commandFailed(row: CommandRow, message: string): void {
-    this.event("command_failed", { detail: `${row.kind} ${JSON.stringify(row.args)}: ${message}` });
-    this.log.warn("command failed", { command: row.commandId, kind: row.kind, error: message });
+  // ---- the PostgreSQL side ------------------------------------------------------
+
+  #linkSource() {
+    return {
+      state: () => this.#replica.state,
+      status: () => this.#status(),
+      config: () => effectiveConfigRows(this.config, this.#replica.state.settings()),
+      limits: () => ({
+        kv_key_bytes_max: String(KV_KEY_BYTES_MAX),
+        kv_value_bytes_max: String(KV_VALUE_BYTES_MAX),
+        member_address_pattern: MEMBER_ADDRESS_PATTERN.source,
+        member_address_chars_max: String(MEMBER_ADDRESS_CHARS_MAX),
+        member_port_max: String(MEMBER_PORT_MAX),
+        election_heartbeat_ratio_min: String(ELECTION_HEARTBEAT_RATIO_MIN),
+      }),
+      trouble: (what: string, error: unknown) =>
+        this.log.warn(`${what}; consensus goes on, retrying`, { error: String(error) }),
+      recovered: () => this.log.info("PostgreSQL is writable again; the published copy catches up"),
+      clusterId: () => this.#clusterId(),
+      connected: () => this.log.info("connected to PostgreSQL: publishing and taking commands"),
+      foreignCluster: (theirs: string, ours: string) =>
+        this.#fatal(
+          new Error(
+            `this node's PostgreSQL holds the published copy of cluster ${theirs}, but its ` +
+              `Raft log (${this.config.settings.dataDir}) belongs to cluster ${ours}; ` +
+              `check pgraft.data_dir and the connection settings`,
+          ),
+        ),
+      execute: (kind: CommandRow["kind"], args: Record<string, unknown>) =>
+        this.#ops.execute(kind, args),
+      failed: (row: CommandRow, message: string) => {
+        this.event("command_failed", {
+          detail: `${row.kind} ${JSON.stringify(row.args)}: ${message}`,
+        });
+        this.log.warn("command failed", { command: row.commandId, kind: row.kind, error: message });
+      },
+      done: (row: CommandRow) =>
+        this.log.info("command done", { command: row.commandId, kind: row.kind }),
+    };
   }
 
   // ---- status and events ----------------------------------------------------------
 
   #status(): StatusSnapshot {
-    const source: StatusSource = {
+    return statusSnapshot({
       nodeId: this.nodeId,
       replica: this.#replica,
       peers: this.#peers,
-      applied: this.#view.state,
-      settings: this.#view.settings,
+      state: this.#replica.state,
+      settings: this.#settings,
       port: this.#server?.port ?? this.config.settings.port,
       leaderSince: this.#leaderSince,
       noLeaderSince: this.#noLeaderSince,
       startedAt: this.startedAt,
       rpcRejected: this.metrics.total(TRANSPORT_METRICS.rejected),
-    };
-    return statusSnapshot(source);
-  }
-
-  #health(): { ok: boolean; detail: string } {
-    if (!this.#replica.storageOk) return { ok: false, detail: "PostgreSQL unavailable" };
-    const st = this.#replica.status();
-    return { ok: true, detail: `${st.role} term ${st.term} leader ${st.leaderId}` };
+    });
   }
 
   /** Record an event (written to pgraft.events with the next publish) and log it. */
   event(type: string, fields: { nodeId?: NodeId; detail?: string } = {}): void {
-    this.#publisher.recordEvent({
+    this.#link?.publisher.recordEvent({
       at: new Date(),
       type,
       term: this.#replica ? this.#replica.status().term : null,
@@ -435,32 +482,12 @@ export class Agent {
       detail: fields.detail ?? "",
       subject: fields.nodeId ?? this.nodeId,
     });
-    this.#publishSoon();
   }
 
-  #startPublishing(intervalMs: number): void {
-    if (this.#publishTimer !== undefined) clearInterval(this.#publishTimer);
-    this.#publishTimer = setInterval(() => this.#publishSoon(), intervalMs);
-  }
-
-  #publishSoon(): void {
-    if (this.#publishing || this.#stopping || !this.#replica) return;
-    this.#publishing = this.publishNow().finally(() => (this.#publishing = null));
-  }
-
-  /**
-   * Publish the events and status now (resolves once written, or failed). The
-   * publisher shares this node's PostgreSQL with the storage: a failure marks
-   * storage unavailable, a success available again.
-   */
-  async publishNow(): Promise<void> {
-    try {
-      await this.#publisher.flushEvents();
-      await this.#publisher.publish(this.#status());
-      this.#replica.reportStorageHealth(true, null);
-    } catch (error) {
-      this.#replica.reportStorageHealth(false, error);
-    }
+  /** The status goes out at least every heartbeat (its ages and contacts move with time). */
+  #startStatusTimer(intervalMs: number): void {
+    if (this.#statusTimer !== undefined) clearInterval(this.#statusTimer);
+    this.#statusTimer = setInterval(() => this.#link?.publisher.statusChanged(), intervalMs);
   }
 
   // ---- shutdown ------------------------------------------------------------
@@ -481,29 +508,32 @@ export class Agent {
     return this.#stopped;
   }
 
+  /** Something the agent cannot go on with: say it, stop, and let the caller exit. */
+  #fatal(error: Error): void {
+    const cause = error.cause === undefined ? {} : { cause: String(error.cause) };
+    this.log.error(error.message, cause);
+    this.stop({ handOver: false }).finally(() => this.#fail(error));
+  }
+
   async #handOver(): Promise<void> {
     if (this.#replica?.softState.role !== "leader") return;
     this.log.info("handing leadership over before stopping");
-    const target = await this.#replica.handOver(2 * this.#view.settings.electionTimeoutMs);
+    const target = await this.#replica.handOver(2 * this.#settings.electionTimeoutMs);
     if (target === null) return;
     this.event("leadership_transferred", {
       nodeId: target,
       detail: `node ${this.nodeId} handed leadership to node ${target} before stopping`,
     });
-    await this.publishNow();
   }
 
   async #shutdown(): Promise<void> {
-    this.#stopping = true;
-    if (this.#publishTimer !== undefined) clearInterval(this.#publishTimer);
-    this.#commands?.stop();
+    if (this.#statusTimer !== undefined) clearInterval(this.#statusTimer);
     this.#replica?.stop();
     await this.#replica?.whenIdle();
-    await this.#publishing?.catch(() => {});
+    this.#link?.publisher.statusChanged();
+    await this.#link?.stop();
     await this.#server?.shutdown().catch(() => {});
     await this.#peers?.closeAll();
-    await this.#publisher?.flushEvents().catch(() => {});
-    await this.#pool?.close().catch(() => {});
     await this.#storage?.close().catch(() => {});
     this.log.info("agent stopped");
   }

@@ -20,17 +20,18 @@ import {
   NONE,
   NotLeaderError,
 } from "../raft/mod.ts";
-import { type ApplyResult, type Command, encodeCommand } from "../storage/mod.ts";
+import type { PgraftSettings } from "../config/mod.ts";
 import {
+  type ApplyResult,
+  type Command,
+  encodeCommand,
   encodeMemberContext,
   kvKeyProblem,
-  kvValueProblem,
   memberAddressProblem,
   type Problem,
-} from "../state/limits.ts";
+} from "../state/mod.ts";
 import { type KvPair, type KvWriteResult, RefusedError, UnavailableError } from "../api/mod.ts";
 import type { CommandKind } from "../postgres/command_queue.ts";
-import type { AppliedView } from "./applied_view.ts";
 import type { Peers } from "./peers.ts";
 import { ProposalLostError, type Replica, ReplicaStoppedError } from "./replica.ts";
 import { validateClusterSetting } from "./settings.ts";
@@ -49,11 +50,8 @@ export interface OpsDeps {
   self: { address: string; port: number };
   replica: Replica;
   peers: Peers;
-  view: AppliedView;
-  /** election timeout in ms, for the bounds of waits */
-  electionTimeoutMs: () => number;
-  /** the cluster name pgraft_init() records */
-  clusterName: () => string;
+  /** the effective settings now (the file's, overlaid with the cluster's) */
+  settings: () => PgraftSettings;
 }
 
 /** Commands a follower may forward to the leader. */
@@ -115,7 +113,8 @@ export class Ops {
 
   /** `PUT /v1/kv/{key}`, `pgraft_kv_put()`. */
   async kvPut(key: string, value: Uint8Array): Promise<KvWriteResult> {
-    const problem = kvKeyProblem(key) ?? kvValueProblem(value.length);
+    // The rule apply enforces (key, value, quota), checked here to refuse early.
+    const problem = this.#deps.replica.state.kvPutProblem(key, value.length);
     if (problem) throw new RefusedError(problem);
     const result = await this.#propose({ op: "kv_put", key, value });
     return {
@@ -141,7 +140,7 @@ export class Ops {
   async addNode(nodeId: NodeId, address: string, port: number): Promise<OpReply> {
     const problem = memberAddressProblem(address, port);
     if (problem) throw new RefusedError(problem);
-    const members = this.#deps.view.state.members;
+    const members = this.#deps.replica.state.members();
     const same = members.find((m) => m.nodeId === nodeId);
     if (same) {
       throw refuse(`node ${nodeId} is already a member (${same.address}:${same.port})`, "23505");
@@ -157,7 +156,7 @@ export class Ops {
 
   /** `pgraft_remove_node()`. */
   async removeNode(nodeId: NodeId): Promise<OpReply> {
-    if (!this.#deps.view.state.members.some((m) => m.nodeId === nodeId)) {
+    if (this.#deps.replica.state.member(nodeId) === null) {
       throw refuse(`node ${nodeId} is not a member of the cluster`, "42704");
     }
     const result = await this.#confChange({ kind: "remove_node", nodeId, context: "" });
@@ -171,7 +170,7 @@ export class Ops {
     try {
       await this.#deps.replica.transferLeadership(target);
       await poll(() => this.#deps.replica.softState.leaderId === target, {
-        timeoutMs: 2 * this.#deps.electionTimeoutMs(),
+        timeoutMs: 2 * this.#electionTimeoutMs(),
         what: `node ${target} to take over leadership (the transfer was abandoned)`,
       });
     } finally {
@@ -184,7 +183,7 @@ export class Ops {
   async setConfig(name: string, value: string): Promise<OpReply> {
     let canonical: string;
     try {
-      canonical = validateClusterSetting(name, value, this.#deps.view.settings);
+      canonical = validateClusterSetting(name, value, this.#deps.settings());
     } catch (error) {
       throw refuse((error as Error).message);
     }
@@ -196,10 +195,10 @@ export class Ops {
    * `pgraft_init()`: make this node a one-member cluster and its leader. The
    * node must have no Raft state yet.
    */
-  async init(): Promise<{ clusterId: string }> {
+  async init(): Promise<OpReply> {
     const { replica, nodeId } = this.#deps;
     const st = replica.status();
-    if (st.term !== 0 || st.lastIndex !== 0 || this.#deps.view.state.clusterId !== null) {
+    if (st.term !== 0 || st.lastIndex !== 0 || replica.state.clusterId !== null) {
       throw refuse(
         `node ${nodeId} already has Raft state (term ${st.term}); it cannot bootstrap a cluster`,
         "55000",
@@ -214,9 +213,9 @@ export class Ops {
       what: "this node to become leader",
     });
     const clusterId = crypto.randomUUID();
-    await this.#propose({ op: "init_cluster", clusterId, clusterName: this.#deps.clusterName() });
-    await this.#deps.view.settled();
-    return { clusterId };
+    const clusterName = this.#deps.settings().clusterName;
+    const result = await this.#propose({ op: "init_cluster", clusterId, clusterName });
+    return { index: result.index, result: { clusterId } };
   }
 
   // ---- reads -------------------------------------------------------------------
@@ -231,7 +230,7 @@ export class Ops {
     const leader = replica.softState.leaderId;
     const client = leader === NONE ? null : peers.client(leader);
     if (!client) throw new NotLeaderError(leader);
-    const reply = await client.rpc("read_index", {}, 2 * this.#deps.electionTimeoutMs()) as {
+    const reply = await client.rpc("read_index", {}, 2 * this.#electionTimeoutMs()) as {
       index?: number;
       error?: string;
     };
@@ -250,12 +249,14 @@ export class Ops {
     }
   }
 
+  /** This node's copy of a key. */
   kvGet(key: string): Promise<KvPair | null> {
-    return this.#deps.view.kvGet(key);
+    return Promise.resolve(this.#deps.replica.state.kvGet(key));
   }
 
+  /** This node's copy of the keys starting with `prefix`, in code point order. */
   kvList(prefix: string, limit: number): Promise<KvPair[]> {
-    return this.#deps.view.kvList(prefix, limit);
+    return Promise.resolve(this.#deps.replica.state.kvList(prefix, limit));
   }
 
   // ---- commands: the SQL queue and forwarding --------------------------------------
@@ -265,19 +266,18 @@ export class Ops {
    * resolves once the effect is visible on this node (DESIGN.md: a command
    * counts as finished when its effect is visible).
    */
-  async execute(kind: CommandKind, args: Record<string, unknown>): Promise<unknown> {
+  async execute(kind: CommandKind, args: Record<string, unknown>): Promise<OpReply> {
     if (kind === "init") return await this.init();
     const leader = await this.#awaitLeader();
     const reply = leader === this.#deps.nodeId
       ? await this.run(kind, args)
       : await this.#forward(leader, kind, args);
-    const waitMs = 2 * this.#deps.electionTimeoutMs();
+    const waitMs = 2 * this.#electionTimeoutMs();
     await deadline(
       this.#deps.replica.waitApplied(reply.index),
       waitMs,
       "the change to be applied on this node",
     );
-    await this.#deps.view.settled();
     if (kind === "transfer_leadership") {
       const target = Number(args.node_id);
       await poll(() => this.#deps.replica.softState.leaderId === target, {
@@ -285,7 +285,7 @@ export class Ops {
         what: `node ${target} to lead`,
       });
     }
-    return reply.result;
+    return reply;
   }
 
   /**
@@ -352,7 +352,7 @@ export class Ops {
       return await poll(
         () =>
           this.#deps.replica.softState.leaderId !== NONE && this.#deps.replica.softState.leaderId,
-        { timeoutMs: 2 * this.#deps.electionTimeoutMs(), what: "a leader" },
+        { timeoutMs: 2 * this.#electionTimeoutMs(), what: "a leader" },
       );
     } catch (error) {
       if (!(error instanceof TimeoutError)) throw error;
@@ -378,7 +378,7 @@ export class Ops {
     const reply = await client.rpc(
       "command",
       { kind, args, requestId: crypto.randomUUID() },
-      4 * this.#deps.electionTimeoutMs(),
+      4 * this.#electionTimeoutMs(),
     ) as OpReply | { error: string };
     if ("error" in reply) throw new Error(reply.error);
     if (typeof reply.index !== "number") throw new Error("malformed reply from the leader");
@@ -387,12 +387,22 @@ export class Ops {
 
   // ---- proposing ---------------------------------------------------------------
 
-  #propose(command: Command): Promise<ApplyResult> {
-    return this.#unavailableOnStop(this.#deps.replica.propose(encodeCommand(command)));
+  #electionTimeoutMs(): number {
+    return this.#deps.settings().electionTimeoutMs;
+  }
+
+  /** Propose a command; resolves with its apply result, or throws why it changed nothing. */
+  async #propose(command: Command): Promise<ApplyResult & { ok: true }> {
+    const result = await this.#unavailableOnStop(
+      this.#deps.replica.propose(encodeCommand(command)),
+    );
+    if (!result.ok) throw new RefusedError(result.problem);
+    return result;
   }
 
   /** Propose a membership change, waiting (bounded) while another one is still being applied. */
   #confChange(change: ConfChange): Promise<ApplyResult> {
+    // Membership changes are never refused at apply: the core checked them when proposed.
     return this.#unavailableOnStop(retry(() => this.#deps.replica.proposeConfChange(change), {
       retryable: (error) =>
         error instanceof ConfChangeError &&

@@ -1,8 +1,9 @@
 /**
  * The replica: the one place that turns the pure Raft core's output into I/O,
- * as etcd's raftNode does. It owns the core, the ticker, the Ready loop, the
- * apply stage, the storage retries, snapshots and the leadership handover,
- * and reports back through {@link ReplicaEvents}; nothing else touches the core.
+ * as etcd's raftNode does. It owns the core, the node's durable storage (the
+ * write-ahead log on its own disk), the replicated state machine in memory,
+ * the ticker, the Ready loop, snapshots and the leadership handover, and
+ * reports back through {@link ReplicaEvents}; nothing else touches the core.
  *
  * Inputs (ticks, peer messages, proposals, reports) are queued as closures and
  * stepped into the core between Readies, so the core sees strict
@@ -10,26 +11,25 @@
  * persisted go out together in the next one (that is the batching).
  *
  * For each Ready, in order: send what may go before persistence (the leader's
- * appends, thesis §10.2.1), persist (retrying while storage is unavailable —
- * the node then does not tick, vote, acknowledge or lead), send the rest,
- * queue the committed entries for the apply stage, answer ReadIndex requests,
- * and call advance(). The apply stage runs beside the loop (the next entries
- * are persisted and replicated while these are applied), bounded so that a
- * slow state machine holds the loop back instead of growing memory.
+ * appends, thesis §10.2.1), make the Ready durable (one fdatasync), send the
+ * rest, install a snapshot from the leader, apply the committed entries to the
+ * state machine (in memory: microseconds each), answer the proposals and
+ * ReadIndex requests waiting on them, and call advance().
+ *
+ * A write to the log that fails is not retried (after a failed fdatasync what
+ * reached the disk is unknown): the replica stops and reports it, and the
+ * agent exits so that a restart reopens the log and checks it.
  *
  * @module
  */
 
-import { assert } from "../assert.ts";
-import { poll, retry } from "../async.ts";
+import { poll } from "../async.ts";
 import {
   type ConfChange,
-  decodeConfChange,
   type Entry,
   type Message,
   type NodeId,
   NotLeaderError,
-  type PersistentState,
   type RaftConfig,
   RaftNode,
   type ReadState,
@@ -38,32 +38,26 @@ import {
   type SoftState,
   type Status,
 } from "../raft/mod.ts";
-import {
-  type ApplyItem,
-  type ApplyResult,
-  type Command,
-  decodeCommand,
-  type RaftStorage,
-  StorageUnavailableError,
-} from "../storage/mod.ts";
+import { type ApplyResult, StateMachine } from "../state/mod.ts";
+import type { RaftStorage } from "../storage/mod.ts";
 import type { TickTiming } from "./settings.ts";
 
 /** What the replica reports to the node around it (etcd's raftReadyHandler). */
 export interface ReplicaEvents {
   /** The role or the known leader changed. */
   softStateChanged(previous: SoftState, next: SoftState, term: number): void;
-  /** Entries are durable here (conf changes among them carry peer addresses). */
-  entriesPersisted(entries: readonly Entry[]): void;
+  /** Entries reached this node's log (conf changes among them carry peer addresses). */
+  logAppended(entries: readonly Entry[]): void;
   /** A snapshot from the leader replaced the state machine. */
   snapshotInstalled(snapshot: Snapshot): void;
   /** Committed entries were applied here, results in order. */
-  entriesApplied(items: readonly ApplyItem[], results: readonly ApplyResult[]): void;
-  /** Storage became unavailable (ok = false) or available again. */
-  storageHealthChanged(ok: boolean, error: unknown): void;
+  entriesApplied(entries: readonly Entry[], results: readonly ApplyResult[]): void;
   /** This node took a snapshot and compacted its log. */
   snapshotTaken(index: number, bytes: number): void;
   /** Taking a snapshot failed (the next applied entries try again). */
   snapshotFailed(error: unknown): void;
+  /** Writing the log failed: the replica has stopped. */
+  storageFailed(error: unknown): void;
 }
 
 /** A proposal lost because another leader's entry took its index. */
@@ -92,7 +86,6 @@ export interface ReplicaOptions {
 export interface ReplicaStats {
   entriesAppended: number;
   appendBatches: number;
-  entriesCommitted: number;
   entriesApplied: number;
   proposals: number;
   snapshotsTaken: number;
@@ -105,9 +98,6 @@ export interface ReplicaStats {
 
 /** Persist durations kept for percentiles. */
 const PERSIST_SAMPLES_MAX = 1024;
-
-/** Batches of committed entries waiting to be applied before the Ready loop waits for the apply stage. */
-const APPLY_QUEUE_MAX = 8;
 
 /** Inputs stepped per batch before checking for a Ready (bounded so ticks are never starved). */
 const INPUTS_PER_CYCLE_MAX = 10_000;
@@ -147,12 +137,11 @@ export function raftConfig(id: NodeId, timing: TickTiming, failoverEnabled: bool
   };
 }
 
-/** Drives one RaftNode with its storage and transport. */
+/** Drives one RaftNode with its storage, its state machine and the transport. */
 export class Replica {
   readonly stats: ReplicaStats = {
     entriesAppended: 0,
     appendBatches: 0,
-    entriesCommitted: 0,
     entriesApplied: 0,
     proposals: 0,
     snapshotsTaken: 0,
@@ -162,13 +151,13 @@ export class Replica {
     persistMs: [],
   };
   #node: RaftNode;
+  #state: StateMachine;
   #config: RaftConfig;
   readonly #storage: RaftStorage;
   readonly #send: (messages: readonly Message[]) => void;
   readonly #events: ReplicaEvents;
   #tickMs: number;
   #ticker: ReturnType<typeof setInterval> | undefined;
-  #storageOk = true;
 
   // The Ready loop.
   #inputs: Array<() => void> = [];
@@ -180,12 +169,6 @@ export class Replica {
   #durableVote: { term: number; vote: NodeId };
   #softState: SoftState;
 
-  // The apply stage.
-  #applyQueue: Entry[][] = [];
-  #applying: Promise<void> | null = null;
-  #applyDrained: Array<() => void> = [];
-  #appliedIndex: number;
-
   // Waiters.
   #proposals = new Map<number, ProposalWaiter>();
   #reads = new Map<string, { resolve: (index: number) => void; reject: (e: Error) => void }>();
@@ -196,29 +179,44 @@ export class Replica {
   #entryBytes = new Map<number, number>();
   #snapshotting = false;
 
-  private constructor(options: ReplicaOptions, state: PersistentState) {
+  private constructor(
+    options: ReplicaOptions,
+    node: RaftNode,
+    state: StateMachine,
+    entries: readonly Entry[],
+  ) {
     this.#config = options.config;
     this.#storage = options.storage;
     this.#send = options.send;
     this.#events = options.events;
     this.#tickMs = options.tickMs;
-    this.#node = new RaftNode(options.config, state);
-    const status = this.#node.status();
+    this.#node = node;
+    this.#state = state;
+    const status = node.status();
     this.#softState = { role: status.role, leaderId: status.leaderId };
-    this.#appliedIndex = status.appliedIndex;
     this.#durableVote = { term: status.term, vote: status.vote };
-    for (const e of state.entries) this.#entryBytes.set(e.index, e.data.length);
+    for (const e of entries) this.#entryBytes.set(e.index, e.data.length);
   }
 
   /**
-   * Load the node's durable state and build the core from it. The ticker
-   * starts with {@link start}.
+   * Load the node's durable state: the state machine is restored from the
+   * latest snapshot, and the committed entries after it are applied again
+   * through the Ready loop once it runs (each exactly once per process life).
+   * The ticker starts with {@link start}.
    *
    * @returns the replica and the entries it loaded (for the address book)
    */
   static async open(options: ReplicaOptions): Promise<{ replica: Replica; entries: Entry[] }> {
-    const state = await options.storage.load();
-    return { replica: new Replica(options, state), entries: state.entries };
+    const loaded = await options.storage.load();
+    const state = loaded.snapshot ? StateMachine.restore(loaded.snapshot.data) : new StateMachine();
+    const node = new RaftNode(options.config, {
+      hardState: loaded.hardState,
+      snapshot: loaded.snapshot,
+      entries: loaded.entries,
+      applied: state.lastApplied,
+    });
+    const replica = new Replica(options, node, state, loaded.entries);
+    return { replica, entries: loaded.entries };
   }
 
   // ---- views ---------------------------------------------------------------
@@ -228,14 +226,14 @@ export class Replica {
     return this.#softState;
   }
 
-  /** Index the state machine here has applied up to. */
-  get appliedIndex(): number {
-    return this.#appliedIndex;
+  /** The replicated state machine (replaced when a snapshot from the leader is installed). */
+  get state(): StateMachine {
+    return this.#state;
   }
 
-  /** Whether the last storage call succeeded. */
-  get storageOk(): boolean {
-    return this.#storageOk;
+  /** Index the state machine here has applied up to. */
+  get appliedIndex(): number {
+    return this.#state.lastApplied;
   }
 
   /** The core's status (term, indexes, membership, the leader's progress). */
@@ -243,7 +241,7 @@ export class Replica {
     return this.#node.status();
   }
 
-  /** Bytes of entry data after `matchIndex` up to the last index (a follower's unacknowledged log). */
+  /** Bytes of entry data after `matchIndex` up to `lastIndex` (a follower's unacknowledged log). */
   bytesAfter(matchIndex: number, lastIndex: number): number {
     let bytes = 0;
     for (let i = matchIndex + 1; i <= lastIndex; i++) bytes += this.#entryBytes.get(i) ?? 0;
@@ -263,7 +261,6 @@ export class Replica {
       if (due <= 0) return;
       last += due * this.#tickMs;
       if (now - last > this.#tickMs * electionTicks) last = now;
-      if (!this.#storageOk) return; // a node that cannot persist does not lead or campaign
       this.#input(() => {
         for (let i = 0; i < due; i++) this.#node.tick();
       });
@@ -304,7 +301,7 @@ export class Replica {
   /**
    * Propose a state machine command (leader only).
    *
-   * @returns once the entry is committed and applied here
+   * @returns the entry's apply result, once committed and applied here
    * @throws NotLeaderError, ProposalRejectedError, ProposalLostError, ReplicaStoppedError
    */
   propose(data: Uint8Array): Promise<ApplyResult> {
@@ -358,25 +355,34 @@ export class Replica {
 
   /** Resolves once the state machine here has applied `index`. */
   waitApplied(index: number): Promise<void> {
-    if (this.#appliedIndex >= index) return Promise.resolve();
+    if (this.appliedIndex >= index) return Promise.resolve();
     return new Promise((resolve) => this.#appliedWaiters.push({ index, resolve }));
   }
 
   /**
-   * Make this node a brand-new cluster's state (pgraft_init()): persist the
-   * bootstrap state and rebuild the core from it. The node must have no Raft
-   * state yet; the caller campaigns next.
+   * Make this node a brand-new cluster (pgraft_init()): persist the bootstrap
+   * state and rebuild the core from it. The node must have no Raft state yet;
+   * the caller campaigns next.
    */
-  async bootstrap(state: PersistentState): Promise<void> {
+  async bootstrap(
+    state: { hardState: Ready["hardState"] & object; entries: Entry[] },
+  ): Promise<void> {
     const status = this.#node.status();
-    assert(status.term === 0 && status.lastIndex === 0, "bootstrap of a node with Raft state");
-    await this.#storage.persist({
+    if (status.term !== 0 || status.lastIndex !== 0) {
+      throw new Error(`node ${this.#config.id} already has Raft state (term ${status.term})`);
+    }
+    await this.#storage.save({
       snapshot: null,
       entries: state.entries,
       hardState: state.hardState,
     });
     await this.#call(() => {
-      this.#node = new RaftNode(this.#config, state);
+      this.#node = new RaftNode(this.#config, {
+        hardState: state.hardState,
+        snapshot: null,
+        entries: state.entries,
+        applied: 0,
+      });
       this.#durableVote = { term: state.hardState.term, vote: state.hardState.vote };
       for (const e of state.entries) this.#entryBytes.set(e.index, e.data.length);
     });
@@ -404,28 +410,21 @@ export class Replica {
     return best.id;
   }
 
-  /** Lost leadership: reads waiting on a leadership confirmation fail. */
-  failReads(error: Error): void {
-    for (const read of this.#reads.values()) read.reject(error);
-    this.#reads.clear();
-  }
-
   /** Stop ticking and taking inputs; pending proposals and reads are rejected. */
   stop(): void {
     this.#stopped = true;
     if (this.#ticker !== undefined) clearInterval(this.#ticker);
     this.#ticker = undefined;
     this.#inputs = [];
-    for (const resolve of this.#applyDrained.splice(0)) resolve();
     const error = new ReplicaStoppedError("the agent is stopping");
     for (const waiter of this.#proposals.values()) waiter.reject(error);
     this.#proposals.clear();
-    this.failReads(error);
+    this.#failReads(error);
   }
 
-  /** Resolves when the Ready loop and the apply stage have nothing left to do. */
+  /** Resolves when the Ready loop has nothing left to do. */
   whenIdle(): Promise<void> {
-    if (!this.#looping && !this.#applying && this.#inputs.length === 0) return Promise.resolve();
+    if (!this.#looping && !this.#snapshotting) return Promise.resolve();
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
@@ -444,6 +443,7 @@ export class Replica {
 
   #call<T>(fn: (node: RaftNode) => T): Promise<T> {
     return new Promise((resolve, reject) => {
+      if (this.#stopped) reject(new ReplicaStoppedError("the agent is stopping"));
       this.#input(() => {
         try {
           resolve(fn(this.#node));
@@ -457,6 +457,7 @@ export class Replica {
   #proposeWith(fn: (node: RaftNode) => { index: number; term: number }): Promise<ApplyResult> {
     this.stats.proposals++;
     return new Promise((resolve, reject) => {
+      if (this.#stopped) reject(new ReplicaStoppedError("the agent is stopping"));
       this.#input(() => {
         try {
           const { index, term } = fn(this.#node);
@@ -478,12 +479,16 @@ export class Replica {
           this.#stepInputs();
         }
       } while (this.#loopAgain && !this.#stopped);
+    } catch (error) {
+      // Only a failed write of the log ends up here (an assertion would have crashed).
+      this.stop();
+      this.#events.storageFailed(error);
     } finally {
       this.#looping = false;
       if (this.#inputs.length > 0 && !this.#stopped) {
         this.#looping = true;
         queueMicrotask(() => this.#loop());
-      } else if (!this.#applying) this.#wakeIdle();
+      } else this.#wakeIdle();
     }
   }
 
@@ -504,28 +509,16 @@ export class Replica {
       const previous = this.#softState;
       this.#softState = rd.softState;
       if (previous.role === "leader" && rd.softState.role !== "leader") {
-        this.failReads(new NotLeaderError(rd.softState.leaderId));
+        this.#failReads(new NotLeaderError(rd.softState.leaderId));
       }
       this.#events.softStateChanged(previous, rd.softState, this.#node.status().term);
     }
-    if (rd.messagesBeforePersist.length > 0 && this.#storageOk) {
-      this.#send(rd.messagesBeforePersist);
-    }
+    if (rd.entries.length > 0) this.#events.logAppended(rd.entries);
+    if (rd.messagesBeforePersist.length > 0) this.#send(rd.messagesBeforePersist);
     await this.#persist(rd);
-    if (rd.messages.length > 0 && this.#storageOk) this.#send(rd.messages);
-    if (rd.snapshot) {
-      // The snapshot replaced the applied state in the same write that stored it.
-      this.#appliedIndex = Math.max(this.#appliedIndex, rd.snapshot.meta.index);
-      this.stats.snapshotsInstalled++;
-      this.#events.snapshotInstalled(rd.snapshot);
-    }
-    if (rd.committedEntries.length > 0) {
-      this.#applyQueue.push(rd.committedEntries);
-      this.#kickApply();
-      while (this.#applyQueue.length > APPLY_QUEUE_MAX && !this.#stopped) {
-        await new Promise<void>((resolve) => this.#applyDrained.push(resolve));
-      }
-    }
+    if (rd.messages.length > 0) this.#send(rd.messages);
+    if (rd.snapshot) this.#install(rd.snapshot);
+    if (rd.committedEntries.length > 0) this.#apply(rd.committedEntries);
     this.#resolveReads(rd.readStates);
     this.#node.advance(rd);
     this.#resolveApplied();
@@ -533,8 +526,9 @@ export class Replica {
   }
 
   /**
-   * Make the Ready durable. The commit index need not be (Raft recovers it, and
-   * applied <= commit is restored on load): a Ready that only moves it writes nothing.
+   * Make the Ready durable with one write and one fdatasync. The commit index
+   * need not be durable (Raft recovers it): a Ready that only moves it writes
+   * nothing.
    */
   async #persist(rd: Ready): Promise<void> {
     const hs = rd.hardState;
@@ -542,9 +536,7 @@ export class Replica {
       (hs.term !== this.#durableVote.term || hs.vote !== this.#durableVote.vote);
     if (!rd.snapshot && rd.entries.length === 0 && !voteChanged) return;
     const started = performance.now();
-    await this.#withStorage(() =>
-      this.#storage.persist({ snapshot: rd.snapshot, entries: rd.entries, hardState: hs })
-    );
+    await this.#storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: hs });
     if (hs) this.#durableVote = { term: hs.term, vote: hs.vote };
     const samples = this.stats.persistMs;
     samples.push(performance.now() - started);
@@ -558,45 +550,27 @@ export class Replica {
         if (index >= first) this.#entryBytes.delete(index);
       }
       for (const e of rd.entries) this.#entryBytes.set(e.index, e.data.length);
-      this.#events.entriesPersisted(rd.entries);
     }
   }
 
-  #kickApply(): void {
-    if (this.#applying) return;
-    this.#applying = (async () => {
-      try {
-        while (this.#applyQueue.length > 0 && !this.#stopped) {
-          // Everything committed meanwhile goes in one storage call.
-          const batches = this.#applyQueue.length;
-          await this.#apply(this.#applyQueue.slice(0, batches).flat());
-          this.#applyQueue.splice(0, batches);
-          for (const resolve of this.#applyDrained.splice(0)) resolve();
-          this.#resolveApplied();
-          this.#maybeSnapshot();
-        }
-      } finally {
-        this.#applying = null;
-        for (const resolve of this.#applyDrained.splice(0)) resolve();
-        if (this.#applyQueue.length > 0 && !this.#stopped) this.#kickApply();
-        else if (!this.#looping) this.#wakeIdle();
-      }
-    })();
+  /** A snapshot from the leader, now durable: it replaces the state machine. */
+  #install(snapshot: Snapshot): void {
+    this.#state = StateMachine.restore(snapshot.data);
+    this.stats.snapshotsInstalled++;
+    this.#recordClusterId();
+    this.#events.snapshotInstalled(snapshot);
   }
 
-  async #apply(entries: Entry[]): Promise<void> {
-    const items = entries.map(toApplyItem);
-    const results = await this.#withStorage(() => this.#storage.apply(items));
-    assert(results.length === items.length, "one apply result per item");
-    this.#appliedIndex = Math.max(this.#appliedIndex, entries[entries.length - 1]!.index);
-    this.stats.entriesCommitted += items.length;
-    for (const r of results) if (r.applied) this.stats.entriesApplied++;
-    for (let i = 0; i < entries.length; i++) {
-      const entry = entries[i]!;
+  /** Apply committed entries in order and answer the proposals waiting on them. */
+  #apply(entries: readonly Entry[]): void {
+    const results: ApplyResult[] = [];
+    for (const entry of entries) {
+      const result = this.#state.apply(entry);
+      results.push(result);
       const waiter = this.#proposals.get(entry.index);
       if (!waiter) continue;
       this.#proposals.delete(entry.index);
-      if (waiter.term === entry.term) waiter.resolve(results[i]!);
+      if (waiter.term === entry.term) waiter.resolve(result);
       else {
         waiter.reject(
           new ProposalLostError(
@@ -605,7 +579,20 @@ export class Replica {
         );
       }
     }
-    this.#events.entriesApplied(items, results);
+    this.stats.entriesApplied += entries.length;
+    this.#recordClusterId();
+    this.#events.entriesApplied(entries, results);
+  }
+
+  /** The storage directory records the cluster id once the state machine knows it. */
+  #recordClusterId(): void {
+    const clusterId = this.#state.clusterId;
+    if (clusterId === null || this.#storage.identity.clusterId === clusterId) return;
+    this.#storage.setClusterId(clusterId).catch((error) => {
+      if (this.#stopped) return;
+      this.stop();
+      this.#events.storageFailed(error);
+    });
   }
 
   #resolveReads(states: readonly ReadState[]): void {
@@ -617,83 +604,56 @@ export class Replica {
     }
   }
 
+  #failReads(error: Error): void {
+    for (const read of this.#reads.values()) read.reject(error);
+    this.#reads.clear();
+  }
+
   #resolveApplied(): void {
     if (this.#appliedWaiters.length === 0) return;
+    const applied = this.appliedIndex;
     const waiting: AppliedWaiter[] = [];
     for (const w of this.#appliedWaiters) {
-      if (this.#appliedIndex >= w.index) w.resolve();
+      if (applied >= w.index) w.resolve();
       else waiting.push(w);
     }
     this.#appliedWaiters = waiting;
   }
 
   #wakeIdle(): void {
+    if (this.#looping || this.#snapshotting) return;
     for (const resolve of this.#idleWaiters.splice(0)) resolve();
   }
 
   // ---- snapshots ---------------------------------------------------------------
 
-  /** Take a snapshot once enough entries are applied since the last one (beside the loop). */
+  /**
+   * Once enough entries are applied since the last snapshot, take one of the
+   * state machine and compact the log; the snapshot file is written beside
+   * the loop.
+   */
   #maybeSnapshot(): void {
     if (this.#snapshotting || this.#stopped || !this.#node.snapshotDue()) return;
+    const index = this.#state.lastApplied;
+    if (index <= this.#node.status().snapshotIndex) return;
+    const data = this.#state.snapshot();
+    const snapshot = this.#node.createSnapshot(index, data);
     this.#snapshotting = true;
-    (async () => {
-      const { index, data } = await this.#storage.snapshotData();
-      // A snapshot installed from the leader meanwhile may already cover `index`.
-      const snapshot = await this.#call((node) =>
-        index > node.status().snapshotIndex ? node.createSnapshot(index, data) : null
-      );
-      if (!snapshot) return;
-      await this.#storage.saveSnapshot(snapshot);
+    this.#storage.saveSnapshot(snapshot).then(() => {
       this.#forgetEntriesUpTo(index);
       this.stats.snapshotsTaken++;
       this.stats.lastSnapshotIndex = index;
       this.stats.lastSnapshotAt = new Date();
       this.#events.snapshotTaken(index, data.length);
-    })().catch((error) => {
+    }, (error) => {
       if (!this.#stopped) this.#events.snapshotFailed(error);
-    }).finally(() => (this.#snapshotting = false));
+    }).finally(() => {
+      this.#snapshotting = false;
+      this.#wakeIdle();
+    });
   }
 
   #forgetEntriesUpTo(index: number): void {
     for (const i of this.#entryBytes.keys()) if (i <= index) this.#entryBytes.delete(i);
   }
-
-  // ---- storage health -------------------------------------------------------------
-
-  /** Run a storage call, retrying while storage is unavailable (the core waits meanwhile). */
-  #withStorage<T>(fn: () => Promise<T>): Promise<T> {
-    return retry(async () => {
-      const result = await fn();
-      this.#setStorageOk(true, null);
-      return result;
-    }, {
-      retryable: (error) => error instanceof StorageUnavailableError && !this.#stopped,
-      onRetry: (error) => this.#setStorageOk(false, error),
-    });
-  }
-
-  /**
-   * Report storage health seen elsewhere (the status publisher shares this
-   * node's PostgreSQL): while unavailable the node does not tick or send.
-   */
-  reportStorageHealth(ok: boolean, error: unknown): void {
-    this.#setStorageOk(ok, error);
-  }
-
-  #setStorageOk(ok: boolean, error: unknown): void {
-    if (this.#storageOk === ok) return;
-    this.#storageOk = ok;
-    this.#events.storageHealthChanged(ok, error);
-  }
-}
-
-/** Translate a committed entry into a state machine command. */
-export function toApplyItem(entry: Entry): ApplyItem {
-  let command: Command;
-  if (entry.type === "conf_change") {
-    command = { op: "conf_change", change: decodeConfChange(entry.data) };
-  } else if (entry.data.length === 0) command = { op: "noop" };
-  else command = decodeCommand(entry.data);
-  return { index: entry.index, term: entry.term, command };
 }

@@ -13,7 +13,7 @@ import {
   type PgraftSettings,
   SETTINGS,
 } from "../config/mod.ts";
-import type { EffectiveConfigRow } from "../postgres/publisher.ts";
+import type { EffectiveConfigRow } from "../postgres/status_rows.ts";
 import type { Timing } from "../raft/mod.ts";
 
 /** Settings a cluster may change through the log, and the PgraftSettings field each sets. */

@@ -1,7 +1,7 @@
 /**
  * What the node shows about itself and the members it knows: the rows the
  * publisher writes for the `pgraft_*` read functions, `GET /status`, and the
- * health check. Computed from the replica, the peers and the applied view
+ * health check. Computed from the replica, the peers and the state machine
  * whenever asked; nothing here is stored.
  *
  * @module
@@ -9,8 +9,8 @@
 
 import type { PgraftSettings } from "../config/mod.ts";
 import { hasQuorum, type NodeId, NONE, type Status } from "../raft/mod.ts";
-import type { MemberStatusRow, StatusSnapshot } from "../postgres/publisher.ts";
-import type { AppliedState } from "../storage/mod.ts";
+import type { MemberStatusRow, StatusSnapshot } from "../postgres/status_rows.ts";
+import type { StateMachine } from "../state/mod.ts";
 import { VERSION } from "../version.ts";
 import type { Peers } from "./peers.ts";
 import type { Replica } from "./replica.ts";
@@ -20,7 +20,8 @@ export interface StatusSource {
   nodeId: NodeId;
   replica: Replica;
   peers: Peers;
-  applied: AppliedState;
+  /** the replicated state machine (members, cluster id) */
+  state: StateMachine;
   settings: PgraftSettings;
   /** the port the agent listens on (the actual one when 0 was configured) */
   port: number;
@@ -48,7 +49,6 @@ export function selfState(st: Status): string {
  * from its leader knows one does (check-quorum, thesis §6.2).
  */
 export function quorumMet(src: StatusSource, st: Status): boolean {
-  if (!src.replica.storageOk) return false;
   const voters = st.membership.voters;
   const electionMs = src.settings.electionTimeoutMs;
   const heard = (id: NodeId) => {
@@ -69,7 +69,7 @@ function memberRows(src: StatusSource, st: Status): MemberStatusRow[] {
   const ids = new Set<NodeId>([
     ...voters,
     ...learners,
-    ...src.applied.members.map((m) => m.nodeId),
+    ...src.state.members().map((m) => m.nodeId),
   ]);
   const rows: MemberStatusRow[] = [];
   for (const id of [...ids].sort((a, b) => a - b)) {
@@ -150,9 +150,10 @@ export function statusSnapshot(src: StatusSource): StatusSnapshot {
       quorumMet: quorumMet(src, st),
       electionsTriggered: st.electionsStarted,
       failoverEnabled: st.failoverEnabled,
-      clusterId: src.applied.clusterId,
+      clusterId: src.state.clusterId,
       clusterName: s.clusterName,
-      storageOk: src.replica.storageOk,
+      // The log is on this node's disk: a failed write stops the agent, so a running one can write.
+      storageOk: true,
       heartbeatIntervalMs: s.heartbeatIntervalMs,
       electionTimeoutMs: s.electionTimeoutMs,
       noLeaderSince: src.noLeaderSince,
@@ -165,7 +166,6 @@ export function statusSnapshot(src: StatusSource): StatusSnapshot {
     members: memberRows(src, st),
     stats: {
       entriesAppended: stats.entriesAppended,
-      entriesCommitted: stats.entriesCommitted,
       entriesApplied: stats.entriesApplied,
       proposals: stats.proposals,
       snapshotsTaken: stats.snapshotsTaken,

@@ -1,6 +1,8 @@
 /**
  * `pgraft run --config FILE`: the agent, until SIGTERM or SIGINT. On either
  * signal a leader first hands leadership over, then the agent stops cleanly.
+ * An agent that cannot go on (its Raft log cannot be written, or its
+ * PostgreSQL belongs to another cluster) says why and exits 1.
  *
  * @module
  */
@@ -34,13 +36,16 @@ export async function runCommand(flags: Flags, io: Output): Promise<number> {
     io.err(`pgraft run: cannot start: ${(error as Error).message}\n`);
     return 1;
   }
-  const stopped = new Promise<void>((resolve) => {
+  const stopped = new Promise<number>((resolve) => {
     const onSignal = () => {
-      agent.stop({ handOver: true }).finally(resolve);
+      agent.stop({ handOver: true }).finally(() => resolve(0));
     };
     Deno.addSignalListener("SIGTERM", onSignal);
     Deno.addSignalListener("SIGINT", onSignal);
   });
-  await stopped;
-  return 0;
+  const failed = agent.failed.then((error) => {
+    io.err(`pgraft run: ${error.message}${error.cause ? `: ${error.cause}` : ""}\n`);
+    return 1;
+  });
+  return await Promise.race([stopped, failed]);
 }

@@ -13,8 +13,8 @@
 
 import { retry, sleep } from "../async.ts";
 import type { ControlPool } from "./control_pool.ts";
-import type { Publisher, StatusSnapshot } from "./publisher.ts";
-import { statusRows } from "./publisher.ts";
+import type { Publisher } from "./publisher.ts";
+import { statusRows, type StatusSnapshot } from "./status_rows.ts";
 import type postgres from "postgres";
 
 /** The kinds of rows in pgraft.commands (sql/ checks the same list). */
@@ -34,10 +34,18 @@ export interface CommandRow {
   args: Record<string, unknown>;
 }
 
+/** What executing a command gave: its result, and the log index whose application shows it. */
+export interface CommandOutcome {
+  /** recorded in pgraft.commands.result */
+  result: Record<string, unknown>;
+  /** 0 when nothing was written to the log */
+  index: number;
+}
+
 /** What the queue needs from the node around it. */
 export interface CommandRunner {
-  /** Execute one command; resolves once its effect is visible on this node. */
-  execute(kind: CommandKind, args: Record<string, unknown>): Promise<unknown>;
+  /** Execute one command; resolves once its effect is applied on this node. */
+  execute(kind: CommandKind, args: Record<string, unknown>): Promise<CommandOutcome>;
   /** The status published together with a command's outcome. */
   status(): StatusSnapshot;
   /** A command failed (the runner records an event and logs it). */
@@ -56,6 +64,9 @@ const OUTCOME_RECORD_ATTEMPTS_MAX = 100;
 
 /** Rows taken per read. */
 const COMMANDS_PER_READ_MAX = 100;
+
+/** How long a finished command waits for the published copy to show its effect. */
+const PUBLISH_WAIT_MS = 2_000;
 
 /** Runs queued commands one at a time, oldest first. */
 export class CommandQueue {
@@ -140,7 +151,10 @@ export class CommandQueue {
     ).catch(() => {});
     let outcome: { ok: true; result: unknown } | { ok: false; error: string };
     try {
-      outcome = { ok: true, result: await this.#runner.execute(row.kind, row.args) };
+      const { result, index } = await this.#runner.execute(row.kind, row.args);
+      // The command counts as finished once the next statement can see its effect.
+      await this.#publisher.publishedThrough(index, PUBLISH_WAIT_MS);
+      outcome = { ok: true, result };
       this.#runner.done(row);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);

@@ -10,9 +10,15 @@
 
 import type postgres from "postgres";
 import m001 from "../../sql/001_schema.sql" with { type: "text" };
-import m002 from "../../sql/002_storage.sql" with { type: "text" };
-import m003 from "../../sql/003_control.sql" with { type: "text" };
-import m004 from "../../sql/004_kv.sql" with { type: "text" };
+import m002 from "../../sql/002_status.sql" with { type: "text" };
+import m003 from "../../sql/003_published.sql" with { type: "text" };
+import m004 from "../../sql/004_commands.sql" with { type: "text" };
+import m010 from "../../sql/010_internal.sql" with { type: "text" };
+import m011 from "../../sql/011_agent_writes.sql" with { type: "text" };
+import m012 from "../../sql/012_read_functions.sql" with { type: "text" };
+import m013 from "../../sql/013_command_functions.sql" with { type: "text" };
+import m014 from "../../sql/014_kv_functions.sql" with { type: "text" };
+import m015 from "../../sql/015_privileges.sql" with { type: "text" };
 
 /** One numbered migration file. */
 export interface Migration {
@@ -30,9 +36,15 @@ function migration(file: string, sql: string): Migration {
 /** Every migration, in order. Add a file in sql/ and a line here. */
 export const MIGRATIONS: readonly Migration[] = [
   migration("001_schema.sql", m001),
-  migration("002_storage.sql", m002),
-  migration("003_control.sql", m003),
-  migration("004_kv.sql", m004),
+  migration("002_status.sql", m002),
+  migration("003_published.sql", m003),
+  migration("004_commands.sql", m004),
+  migration("010_internal.sql", m010),
+  migration("011_agent_writes.sql", m011),
+  migration("012_read_functions.sql", m012),
+  migration("013_command_functions.sql", m013),
+  migration("014_kv_functions.sql", m014),
+  migration("015_privileges.sql", m015),
 ];
 
 /** Key of the advisory lock that serializes migrators (any fixed 64-bit number). */

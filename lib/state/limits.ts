@@ -13,8 +13,8 @@
 
 /** Why an input is refused, for HTTP (`status`) and SQL (`sqlstate`, `hint`) alike. */
 export interface Problem {
-  /** 400 bad input, 413 value too large, 414 key too long, 507 quota exceeded */
-  status: 400 | 413 | 414 | 507;
+  /** 400 bad input, 404 unknown, 409 conflict, 413 value too large, 414 key too long, 507 quota exceeded */
+  status: 400 | 404 | 409 | 413 | 414 | 507;
   /** PostgreSQL error code, e.g. `22023` invalid_parameter_value */
   sqlstate: string;
   message: string;
@@ -42,7 +42,8 @@ export const MEMBER_ADDRESS_CHARS_MAX = 255;
 /** Largest TCP port. */
 export const MEMBER_PORT_MAX = 65535;
 
-const MEMBER_ADDRESS_PATTERN = /^[A-Za-z0-9._:\-\[\]]+$/;
+/** What a member address may look like: a host name or IP literal, no scheme or port. */
+export const MEMBER_ADDRESS_PATTERN = /^[A-Za-z0-9._:\-\[\]]+$/;
 
 /**
  * Bytes of the UTF-8 form of `s` (a lone surrogate counts as the 3 bytes of

@@ -1,12 +1,25 @@
 /**
- * Durable storage of the Raft state and the replicated state machine:
- * {@link PgStorage} on the node's own PostgreSQL, {@link MemoryStorage} for
- * tests, and the codec of state machine commands.
+ * The Raft core's durable storage on the node's own disk: hard state, log
+ * entries and snapshots in `pgraft.data_dir` ({@link WalStorage}), and the
+ * same contract in memory for tests and simulations ({@link MemoryRaftStorage}).
+ * The replicated state machine is not here: it lives in memory (lib/state)
+ * and is restored from the latest snapshot plus the log.
  *
  * @module
  */
 
-export * from "./types.ts";
-export { decodeCommand, encodeCommand } from "./commands.ts";
-export { isUnavailable, PgStorage, type PgStorageOptions } from "./pg_storage.ts";
-export { MemoryStorage } from "./memory_storage.ts";
+export {
+  type LoadedState,
+  type RaftStorage,
+  type SaveUpdate,
+  StorageCorruptError,
+  type StorageIdentity,
+  StorageIdentityError,
+} from "./raft_storage.ts";
+export {
+  SEGMENT_BYTES_DEFAULT,
+  type WalRecovery,
+  WalStorage,
+  type WalStorageOptions,
+} from "./wal_storage.ts";
+export { MemoryRaftDisk, MemoryRaftStorage } from "./memory_raft_storage.ts";
