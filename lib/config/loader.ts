@@ -393,6 +393,16 @@ function assign(name: string, value: string, site: Site, state: LoadState): void
 function assignPgraft(bare: string, raw: string, site: Site, state: LoadState): void {
   const spec = findSetting(bare);
   if (!spec) throw new ConfigError(site.file, site.line, unknownSettingMessage(bare));
+  if (spec.clusterWideOnly) {
+    throw new ConfigError(
+      site.file,
+      site.line,
+      `${SETTING_PREFIX}${bare} is part of the replicated state and cannot be set in a file; ` +
+        `set it for the whole cluster with SELECT pgraft_set_config('${bare}', ${
+          JSON.stringify(raw).replaceAll('"', "'")
+        });`,
+    );
+  }
   let parsed;
   try {
     parsed = parseSettingValue(bare, raw);

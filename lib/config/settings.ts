@@ -27,6 +27,11 @@ export interface SettingSpec {
   min?: number;
   /** largest value (integers; durations in ms; sizes in bytes) */
   max?: number;
+  /**
+   * set only cluster-wide with `pgraft_set_config()`, never in a file: the
+   * value is part of the replicated state (every node must apply the same)
+   */
+  clusterWideOnly?: boolean;
   description: string;
 }
 
@@ -202,7 +207,9 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: "64MB",
     min: 1024,
     max: Number.MAX_SAFE_INTEGER,
-    description: "most bytes (keys and values) the replicated key-value store may hold",
+    clusterWideOnly: true,
+    description: "most bytes (keys and values) the replicated key-value store may hold " +
+      "(set with pgraft_set_config(); the default is lib/state's KV_QUOTA_BYTES_DEFAULT)",
   },
 ];
 

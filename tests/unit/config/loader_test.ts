@@ -633,3 +633,13 @@ Deno.test("an invalid PostgreSQL port is an error at its line", async () => {
     /invalid value for port: "99999"/,
   );
 });
+
+Deno.test("kv_quota cannot be set in a file: it is part of the replicated state", async () => {
+  const error = await loadError(
+    { "postgresql.conf": REQUIRED + "pgraft.kv_quota = '1GB'\n" },
+    "postgresql.conf",
+    4,
+    /replicated state.*pgraft_set_config\('kv_quota', '1GB'\)/,
+  );
+  assert.ok(error);
+});

@@ -1,8 +1,11 @@
 import assert from "node:assert/strict";
+import { parseSettingValue, SETTINGS } from "../../../lib/config/mod.ts";
 import {
   encodeMemberContext,
   KV_KEY_BYTES_MAX,
   KV_LIST_LIMIT_MAX,
+  KV_QUOTA_BYTES_DEFAULT,
+  KV_QUOTA_SETTING,
   KV_VALUE_BYTES_MAX,
   kvKeyProblem,
   kvListLimitProblem,
@@ -103,4 +106,10 @@ Deno.test("a member context round-trips, and a malformed one names the problem",
   assert.throws(() => parseMemberContext('{"address":"h","port":0}'), /invalid port/);
   assert.throws(() => parseMemberContext('{"address":"a b","port":1}'), /invalid address/);
   assert.throws(() => encodeMemberContext({ address: "http://h", port: 1 }), RangeError);
+});
+
+Deno.test("the kv_quota setting's default is the state machine's default quota", () => {
+  const spec = SETTINGS.find((s) => s.name === KV_QUOTA_SETTING);
+  assert.ok(spec?.default);
+  assert.equal(parseSettingValue(spec.name, spec.default).value, KV_QUOTA_BYTES_DEFAULT);
 });
