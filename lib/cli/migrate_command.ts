@@ -6,26 +6,14 @@
  */
 
 import postgres from "postgres";
-import { ConfigError, loadConfig } from "../config/mod.ts";
-import { resolveConnection } from "../postgres/connection.ts";
 import { migrate } from "../postgres/migrations.ts";
-import type { Flags, Output } from "./output.ts";
+import { configAndConnection, type Flags, type Output } from "./output.ts";
 
 /** Run the command. */
 export async function migrateCommand(flags: Flags, io: Output): Promise<number> {
-  let connection;
-  try {
-    const loaded = await loadConfig(flags.config as string);
-    connection = resolveConnection(loaded.connection, loaded.settings.database, {
-      pgUrl: flags["pg-url"] as string | undefined,
-    });
-  } catch (error) {
-    if (error instanceof ConfigError || error instanceof TypeError || error instanceof RangeError) {
-      io.err(`pgraft migrate: ${(error as Error).message}\n`);
-      return 1;
-    }
-    throw error;
-  }
+  const loaded = await configAndConnection(flags, io, "migrate");
+  if (!loaded) return 1;
+  const { connection } = loaded;
   const sql = postgres({ ...connection, max: 1, onnotice: () => {}, connect_timeout: 10 });
   try {
     const result = await migrate(sql);

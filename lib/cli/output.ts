@@ -1,9 +1,13 @@
 /**
  * What every subcommand shares: where it writes ({@link Output}), the flags
- * it was given ({@link Flags}), and the aligned tables it prints.
+ * it was given ({@link Flags}), the configuration file and connection it
+ * names, and the aligned tables it prints.
  *
  * @module
  */
+
+import { ConfigError, loadConfig, type LoadedConfig } from "../config/mod.ts";
+import { type PgConnectionOptions, resolveConnection } from "../postgres/connection.ts";
 
 /** Where a command writes; tests pass collectors. */
 export interface Output {
@@ -44,4 +48,30 @@ export function formatTable(rows: readonly Record<string, unknown>[]): string {
   const line = (c: string[]) => c.map((v, i) => v.padEnd(widths[i]!)).join(" | ").trimEnd();
   return [line(header), widths.map((w) => "-".repeat(w)).join("-+-"), ...cells.map(line)]
     .join("\n") + "\n";
+}
+
+/**
+ * The configuration file a command names (`--config`) and the connection to
+ * its PostgreSQL (`--pg-url` and the `PG*` variables override the file), or
+ * null when the file cannot be used — the reason is already written to `io`,
+ * as `pgraft <command>: …`.
+ */
+export async function configAndConnection(
+  flags: Flags,
+  io: Output,
+  command: string,
+): Promise<{ config: LoadedConfig; connection: PgConnectionOptions } | null> {
+  try {
+    const config = await loadConfig(flags.config as string);
+    const connection = resolveConnection(config.connection, config.settings.database, {
+      pgUrl: flags["pg-url"] as string | undefined,
+    });
+    return { config, connection };
+  } catch (error) {
+    if (error instanceof ConfigError || error instanceof TypeError || error instanceof RangeError) {
+      io.err(`pgraft ${command}: ${error.message}\n`);
+      return null;
+    }
+    throw error;
+  }
 }

@@ -7,11 +7,9 @@
  * @module
  */
 
-import { ConfigError, loadConfig } from "../config/mod.ts";
-import { resolveConnection } from "../postgres/connection.ts";
 import { Agent } from "../agent/mod.ts";
 import type { LogFormat } from "../agent/log.ts";
-import type { Flags, Output } from "./output.ts";
+import { configAndConnection, type Flags, type Output } from "./output.ts";
 
 /** Run the command. */
 export async function runCommand(flags: Flags, io: Output): Promise<number> {
@@ -20,19 +18,14 @@ export async function runCommand(flags: Flags, io: Output): Promise<number> {
     io.err(`pgraft run: invalid --log-format "${logFormat}" (expected json or text)\n`);
     return 2;
   }
+  const loaded = await configAndConnection(flags, io, "run");
+  if (!loaded) return 1;
+  const { config, connection } = loaded;
+  for (const warning of config.warnings) io.err(`warning: ${warning}\n`);
   let agent: Agent;
   try {
-    const config = await loadConfig(flags.config as string);
-    for (const warning of config.warnings) io.err(`warning: ${warning}\n`);
-    const connection = resolveConnection(config.connection, config.settings.database, {
-      pgUrl: flags["pg-url"] as string | undefined,
-    });
     agent = await Agent.start({ config, connection, logFormat: logFormat as LogFormat });
   } catch (error) {
-    if (error instanceof ConfigError || error instanceof TypeError || error instanceof RangeError) {
-      io.err(`pgraft run: ${(error as Error).message}\n`);
-      return 1;
-    }
     io.err(`pgraft run: cannot start: ${(error as Error).message}\n`);
     return 1;
   }

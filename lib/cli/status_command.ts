@@ -6,25 +6,13 @@
  */
 
 import postgres from "postgres";
-import { ConfigError, loadConfig } from "../config/mod.ts";
-import { resolveConnection } from "../postgres/connection.ts";
-import { type Flags, formatTable, type Output } from "./output.ts";
+import { configAndConnection, type Flags, formatTable, type Output } from "./output.ts";
 
 /** Run the command. */
 export async function statusCommand(flags: Flags, io: Output): Promise<number> {
-  let connection;
-  try {
-    const config = await loadConfig(flags.config as string);
-    connection = resolveConnection(config.connection, config.settings.database, {
-      pgUrl: flags["pg-url"] as string | undefined,
-    });
-  } catch (error) {
-    if (error instanceof ConfigError || error instanceof TypeError || error instanceof RangeError) {
-      io.err(`pgraft status: ${(error as Error).message}\n`);
-      return 1;
-    }
-    throw error;
-  }
+  const loaded = await configAndConnection(flags, io, "status");
+  if (!loaded) return 1;
+  const { connection } = loaded;
   const sql = postgres({ ...connection, max: 1, onnotice: () => {}, connect_timeout: 5 });
   try {
     const [cluster] = await sql`select * from pgraft_get_cluster_status()`;
