@@ -2,9 +2,18 @@
 -- of one of these functions), atomic without a client-side transaction, so a
 -- session terminated mid-write cannot leave the driver inside one.
 
+-- The published rows are derived data the agent can write again: they commit
+-- without waiting for the WAL flush (synchronous_commit = off for the
+-- transaction), so publishing never competes with the Raft log's fdatasync.
+-- After a crash of PostgreSQL the copy may roll back a little, stamp and all
+-- (pgraft.published), and the agent publishes again from the stamp. What users
+-- wait for, a command's outcome (finish_command), commits synchronously and
+-- flushes everything before it.
+
 create function pgraft.publish_status(rows jsonb) returns void
 language plpgsql volatile as $$
 begin
+  perform set_config('synchronous_commit', 'off', true);
   -- Two publishers at once (a command's outcome and the periodic refresh) take turns.
   perform pg_advisory_xact_lock(7236841172050240);
   delete from pgraft.node_status;
@@ -40,6 +49,7 @@ $$;
 create function pgraft.publish_config(rows jsonb, limits jsonb) returns void
 language plpgsql volatile as $$
 begin
+  perform set_config('synchronous_commit', 'off', true);
   delete from pgraft.effective_config;
   insert into pgraft.effective_config
   select * from jsonb_populate_recordset(null::pgraft.effective_config, rows);
@@ -51,6 +61,7 @@ $$;
 create function pgraft.insert_events(rows jsonb, kept_max int) returns void
 language plpgsql volatile as $$
 begin
+  perform set_config('synchronous_commit', 'off', true);
   insert into pgraft.events (event_timestamp, event_type, term, node_id, detail)
   select x.event_timestamp, x.event_type, x.term, x.node_id, coalesce(x.detail, '')
     from jsonb_to_recordset(rows)
@@ -59,16 +70,28 @@ begin
 end
 $$;
 
--- Bring the published copy of the state machine to applied index p_index:
--- upsert and delete keys (values hex-encoded), replace the members when given,
--- and stamp the copy. With p_reset the copy is emptied first (a full resync
--- starts with it; the following calls add the rest of the keys).
-create function pgraft.publish_state(p_index bigint, p_cluster_id uuid, p_reset boolean,
-                                     p_puts jsonb, p_deletes jsonb, p_members jsonb)
+-- Bring the published copy of the state machine from applied index p_from to
+-- p_index: upsert and delete keys (values hex-encoded), replace the members
+-- when given, and stamp the copy. With p_reset the copy is emptied first (a
+-- full resync starts with it; the following calls add the rest of the keys).
+create function pgraft.publish_state(p_from bigint, p_index bigint, p_cluster_id uuid,
+                                     p_reset boolean, p_puts jsonb, p_deletes jsonb,
+                                     p_members jsonb)
 returns void
 language plpgsql volatile as $$
+declare
+  stamp bigint;
 begin
+  perform set_config('synchronous_commit', 'off', true);
   perform pg_advisory_xact_lock(7236841172050241);
+  select applied_index into stamp from pgraft.published;
+  -- The changes go on top of the copy at p_from; a copy elsewhere (rolled back
+  -- by a crash of PostgreSQL, or written by another process) is refused, and
+  -- the agent reads the stamp again.
+  if not p_reset and coalesce(stamp, 0) is distinct from p_from then
+    raise exception 'the published copy is at index %, not %', coalesce(stamp, 0), p_from
+      using errcode = 'PGR02';
+  end if;
   if p_reset then
     delete from pgraft.kv;
   end if;

@@ -30,6 +30,7 @@ import {
   type Message,
   type NodeId,
   NotLeaderError,
+  type PersistentState,
   type RaftConfig,
   RaftNode,
   type ReadState,
@@ -175,8 +176,8 @@ export class Replica {
   #readSeq = 0;
   #appliedWaiters: AppliedWaiter[] = [];
 
-  /** entry data sizes by index, for the bytes a follower has not acknowledged */
-  #entryBytes = new Map<number, number>();
+  /** entry data sizes, for the bytes a follower has not acknowledged */
+  #entrySizes = new EntrySizes();
   #snapshotting = false;
 
   private constructor(
@@ -195,7 +196,7 @@ export class Replica {
     const status = node.status();
     this.#softState = { role: status.role, leaderId: status.leaderId };
     this.#durableVote = { term: status.term, vote: status.vote };
-    for (const e of entries) this.#entryBytes.set(e.index, e.data.length);
+    this.#entrySizes.record(entries);
   }
 
   /**
@@ -243,9 +244,7 @@ export class Replica {
 
   /** Bytes of entry data after `matchIndex` up to `lastIndex` (a follower's unacknowledged log). */
   bytesAfter(matchIndex: number, lastIndex: number): number {
-    let bytes = 0;
-    for (let i = matchIndex + 1; i <= lastIndex; i++) bytes += this.#entryBytes.get(i) ?? 0;
-    return bytes;
+    return this.#entrySizes.bytesBetween(matchIndex + 1, lastIndex);
   }
 
   // ---- the ticker ------------------------------------------------------------
@@ -364,27 +363,20 @@ export class Replica {
    * state and rebuild the core from it. The node must have no Raft state yet;
    * the caller campaigns next.
    */
-  async bootstrap(
-    state: { hardState: Ready["hardState"] & object; entries: Entry[] },
-  ): Promise<void> {
+  async bootstrap(state: PersistentState): Promise<void> {
     const status = this.#node.status();
     if (status.term !== 0 || status.lastIndex !== 0) {
       throw new Error(`node ${this.#config.id} already has Raft state (term ${status.term})`);
     }
     await this.#storage.save({
-      snapshot: null,
+      snapshot: state.snapshot,
       entries: state.entries,
       hardState: state.hardState,
     });
     await this.#call(() => {
-      this.#node = new RaftNode(this.#config, {
-        hardState: state.hardState,
-        snapshot: null,
-        entries: state.entries,
-        applied: 0,
-      });
+      this.#node = new RaftNode(this.#config, state);
       this.#durableVote = { term: state.hardState.term, vote: state.hardState.vote };
-      for (const e of state.entries) this.#entryBytes.set(e.index, e.data.length);
+      this.#entrySizes.record(state.entries);
     });
   }
 
@@ -541,15 +533,11 @@ export class Replica {
     const samples = this.stats.persistMs;
     samples.push(performance.now() - started);
     if (samples.length > PERSIST_SAMPLES_MAX) samples.shift();
-    if (rd.snapshot) this.#forgetEntriesUpTo(rd.snapshot.meta.index);
+    if (rd.snapshot) this.#entrySizes.forgetUpTo(rd.snapshot.meta.index);
     if (rd.entries.length > 0) {
       this.stats.entriesAppended += rd.entries.length;
       this.stats.appendBatches++;
-      const first = rd.entries[0]!.index;
-      for (const index of this.#entryBytes.keys()) {
-        if (index >= first) this.#entryBytes.delete(index);
-      }
-      for (const e of rd.entries) this.#entryBytes.set(e.index, e.data.length);
+      this.#entrySizes.record(rd.entries);
     }
   }
 
@@ -640,7 +628,7 @@ export class Replica {
     const snapshot = this.#node.createSnapshot(index, data);
     this.#snapshotting = true;
     this.#storage.saveSnapshot(snapshot).then(() => {
-      this.#forgetEntriesUpTo(index);
+      this.#entrySizes.forgetUpTo(index);
       this.stats.snapshotsTaken++;
       this.stats.lastSnapshotIndex = index;
       this.stats.lastSnapshotAt = new Date();
@@ -652,8 +640,44 @@ export class Replica {
       this.#wakeIdle();
     });
   }
+}
 
-  #forgetEntriesUpTo(index: number): void {
-    for (const i of this.#entryBytes.keys()) if (i <= index) this.#entryBytes.delete(i);
+/**
+ * The data sizes of the log's entries after the snapshot, by index: what
+ * `replication_lag_bytes` adds up. Entries arrive contiguously; an append at
+ * an index already held replaces everything from there (a conflict).
+ */
+class EntrySizes {
+  /** the index of #sizes[0] */
+  #first = 1;
+  #sizes: number[] = [];
+
+  /** Entries reached the log (contiguous; from entries[0].index on, earlier sizes are replaced). */
+  record(entries: readonly Entry[]): void {
+    if (entries.length === 0) return;
+    const first = entries[0]!.index;
+    if (first < this.#first || first > this.#first + this.#sizes.length) {
+      this.#first = first;
+      this.#sizes = [];
+    } else {
+      this.#sizes.length = first - this.#first;
+    }
+    for (const e of entries) this.#sizes.push(e.data.length);
+  }
+
+  /** The log was compacted up to `index`. */
+  forgetUpTo(index: number): void {
+    const drop = index + 1 - this.#first;
+    if (drop <= 0) return;
+    this.#sizes = drop >= this.#sizes.length ? [] : this.#sizes.slice(drop);
+    this.#first = index + 1;
+  }
+
+  /** Bytes of the entries from `lo` to `hi` that are known. */
+  bytesBetween(lo: number, hi: number): number {
+    let bytes = 0;
+    const end = Math.min(hi, this.#first + this.#sizes.length - 1);
+    for (let i = Math.max(lo, this.#first); i <= end; i++) bytes += this.#sizes[i - this.#first]!;
+    return bytes;
   }
 }

@@ -204,6 +204,9 @@ export class Publisher {
     } catch (error) {
       if (!this.#failing) this.#source.trouble("cannot publish to PostgreSQL", error);
       this.#failing = true;
+      // The copy commits asynchronously: after a crash of PostgreSQL it may have
+      // rolled back behind what was sent. Read its stamp again before going on.
+      this.#cursor = null;
       this.#pauseMs = Math.min(RETRY_PAUSE_MS_MAX, Math.max(RETRY_PAUSE_MS_MIN, this.#pauseMs * 2));
       this.#again = true;
     }
@@ -284,7 +287,7 @@ export class Publisher {
         } else if (change.kind === "members") members = true;
       }
       const pairs = [...puts.keys()].map((key) => state.kvGet(key)).filter((p) => p !== null);
-      await this.#write(state, batch.next, false, pairs, [...deletes], members);
+      await this.#write(state, this.#cursor, batch.next, false, pairs, [...deletes], members);
       this.#advanceTo(batch.next);
     }
   }
@@ -298,7 +301,7 @@ export class Publisher {
       const page = state.kvList("", KEYS_PER_PUBLISH_MAX, after === undefined ? {} : { after });
       const last = page.length < KEYS_PER_PUBLISH_MAX;
       // An unfinished copy is stamped 0, so a restart in the middle rewrites it again.
-      await this.#write(state, last ? index : 0, first, page, [], first);
+      await this.#write(state, 0, last ? index : 0, first, page, [], first);
       first = false;
       if (last) break;
       after = page[page.length - 1]!.key;
@@ -309,6 +312,7 @@ export class Publisher {
 
   async #write(
     state: StateMachine,
+    from: number,
     index: number,
     reset: boolean,
     pairs: readonly { key: string; value: Uint8Array; revision: number }[],
@@ -333,7 +337,7 @@ export class Publisher {
     await this.#pool.run(
       "publish_state",
       (sql) =>
-        sql`select pgraft.publish_state(${index}, ${state.clusterId}, ${reset},
+        sql`select pgraft.publish_state(${from}, ${index}, ${state.clusterId}, ${reset},
                                       ${puts.length > 0 ? sql.json(puts) : null},
                                       ${deletes.length > 0 ? sql.json(deletes as string[]) : null},
                                       ${memberRows ? sql.json(memberRows) : null})`,
