@@ -10,8 +10,6 @@ import {
   bootstrapState,
   ConfChangeError,
   emptyState,
-  type Entry,
-  type HardState,
   type Message,
   type NodeId,
   NONE,
@@ -26,7 +24,8 @@ import {
   type Status,
   type Timing,
 } from "../../lib/raft/mod.ts";
-import { chainHash, entryKey, type LogView, SafetyChecker, Violation } from "./checker.ts";
+import { chainHash, entryKey, SafetyChecker, Violation } from "./checker.ts";
+import { CorruptRecordError, decodeStateMachine, Disk, encodeStateMachine } from "./disk.ts";
 import { type Envelope, Network } from "./network.ts";
 import { deriveSeed, Rng } from "./rng.ts";
 import {
@@ -39,87 +38,17 @@ import {
 import { type EventDetail, Trace } from "./trace.ts";
 
 const ENCODER = new TextEncoder();
-const DECODER = new TextDecoder();
 
 /** Readies handled in a row for one node before we call it a livelock. */
 const READY_LOOP_MAX = 10_000;
 /** Nodes a run may add beyond the founders. */
 const ADDED_NODES_MAX = 3;
-
-/** The replicated state machine: how far it applied and a hash of what. */
-interface StateMachine {
-  applied: number;
-  /** hash chain of every entry key applied, 1..applied */
-  hash: number;
-  /** normal entries with data (client proposals) applied */
-  proposals: number;
-}
-
-function encodeStateMachine(sm: StateMachine): Uint8Array {
-  return ENCODER.encode(JSON.stringify(sm));
-}
-
-function decodeStateMachine(data: Uint8Array): StateMachine {
-  const value = JSON.parse(DECODER.decode(data)) as Partial<StateMachine>;
-  if (
-    typeof value.applied !== "number" || typeof value.hash !== "number" ||
-    typeof value.proposals !== "number"
-  ) {
-    throw new TypeError(`Cannot decode state machine snapshot: ${DECODER.decode(data)}`);
-  }
-  return { applied: value.applied, hash: value.hash, proposals: value.proposals };
-}
-
-/** What one node's disk holds: exactly what survives a crash. */
-class Disk implements LogView {
-  hardState: HardState;
-  snapshot: Snapshot | null;
-  /** entries after the snapshot, contiguous */
-  entries: Entry[];
-  /** durable together with `applied` */
-  sm: StateMachine;
-
-  constructor(state: PersistentState) {
-    this.hardState = { ...state.hardState };
-    this.snapshot = state.snapshot;
-    this.entries = state.entries.slice();
-    this.sm = { applied: state.applied, hash: 0, proposals: 0 };
-  }
-
-  get snapshotIndex(): number {
-    return this.snapshot?.meta.index ?? 0;
-  }
-
-  get snapshotTerm(): number {
-    return this.snapshot?.meta.term ?? 0;
-  }
-
-  get lastIndex(): number {
-    return this.snapshotIndex + this.entries.length;
-  }
-
-  entryAt(index: number): Entry | undefined {
-    const k = index - this.snapshotIndex - 1;
-    return k >= 0 ? this.entries[k] : undefined;
-  }
-
-  /** Term at `index`: 0 before the log, the snapshot's at its index, undefined if unknown. */
-  termAt(index: number): number | undefined {
-    if (index === 0) return 0;
-    if (index === this.snapshotIndex) return this.snapshotTerm;
-    return this.entryAt(index)?.term;
-  }
-
-  /** What a restarting node is given (copies: the core must not share our arrays). */
-  persistentState(): PersistentState {
-    return {
-      hardState: { ...this.hardState },
-      snapshot: this.snapshot,
-      entries: this.entries.slice(),
-      applied: this.sm.applied,
-    };
-  }
-}
+/**
+ * Nodes a run may lose for good to bit flips. One keeps a majority of every
+ * membership a run reaches: the simulated operator never takes the voters
+ * below 3, and while a node is lost it removes no voter but that one.
+ */
+const FAILED_NODES_MAX = 1;
 
 /** One simulated server. */
 class SimNode {
@@ -134,6 +63,8 @@ class SimNode {
   restartAt = 0;
   armed: { point: CrashPoint; trigger: CrashTrigger } | null = null;
   removed = false;
+  /** refused to start from a corrupt disk: down for good */
+  failed = false;
   /** what the last status showed */
   commit = 0;
   role: Role = "follower";
@@ -156,6 +87,15 @@ class SimNode {
   }
 }
 
+/** Bugs planted in the driver (what lib/agent/replica.ts does around the core). */
+export interface DriverBugs {
+  /**
+   * send a Ready's `messages` (acknowledgements, votes) once its record is
+   * written, before it is synced: a crash in between may lose what they promise
+   */
+  ackBeforeSync?: boolean;
+}
+
 /** Options of one run. */
 export interface RunOptions {
   /** founding members (3 or 5); default: chosen by the seed */
@@ -166,6 +106,21 @@ export interface RunOptions {
   faultTicks?: number;
   /** bugs planted in the core (tests only) */
   plantedBugs?: PlantedBugs;
+  /** bugs planted in the simulator's driver, the agent's part (tests only) */
+  driverBugs?: DriverBugs;
+  /**
+   * torn saves, bit flips and crashes between a write and its sync; false
+   * runs a seed exactly as before the disk was modelled. @default true
+   */
+  diskFaults?: boolean;
+  /**
+   * the simulated operator also removes healthy voters, the leader included,
+   * while a node is lost for good (a bit flip). Off by default: lib/raft's
+   * removed leader never campaigns again while its removal is uncommitted, so
+   * with a node lost for good the cluster can stay leaderless (seed 1285).
+   * @default false
+   */
+  removeVotersWhileLost?: boolean;
   /** print every event as it happens (replaying one seed verbosely) */
   print?: (line: string) => void;
   /** hash every event into `stats.digest` (determinism tests) */
@@ -187,6 +142,16 @@ export interface RunStats {
   proposals: number;
   delivered: number;
   crashes: number;
+  /** crashes that found a save written but unsynced, and kept it whole */
+  tornSavesKept: number;
+  /** crashes that found a save written but unsynced, and cut it off */
+  tornSavesLost: number;
+  /** records corrupted by a bit flip */
+  bitFlips: number;
+  /** restarts refused because of a corrupt record */
+  refusedStarts: number;
+  /** nodes that refused to start, removed and replaced by a new node */
+  replacedNodes: number;
   events: number;
   /** hash of every event (only with `digest` or `print`) */
   digest: number;
@@ -218,6 +183,10 @@ export class Simulation {
   readonly #net: Network;
   readonly #nodes = new Map<NodeId, SimNode>();
   readonly #plantedBugs: PlantedBugs | undefined;
+  readonly #driverBugs: DriverBugs;
+  readonly #removeVotersWhileLost: boolean;
+  /** draws the disk's faults, apart from the rest so they leave other draws alone */
+  readonly #diskRng: Rng;
   #timing: Timing;
   #failoverEnabled = true;
   #now = 0;
@@ -226,6 +195,13 @@ export class Simulation {
   #nextId: NodeId;
   #delivered = 0;
   #crashes = 0;
+  #tornSavesKept = 0;
+  #tornSavesLost = 0;
+  #bitFlips = 0;
+  #refusedStarts = 0;
+  #replacedNodes = 0;
+  /** replacements for failed nodes removed from the membership, yet to be added */
+  #replacementsDue = 0;
   #lagging: { node: NodeId; until: number } | null = null;
   #lagPauseUntil = 0;
   #healedAt = -1;
@@ -236,8 +212,16 @@ export class Simulation {
   constructor(seed: number, options: RunOptions = {}) {
     this.seed = seed;
     this.#rng = new Rng(deriveSeed(seed, 0));
-    this.scenario = chooseScenario(this.#rng, options);
+    const diskFaults = options.diskFaults !== false;
+    this.scenario = chooseScenario(
+      this.#rng,
+      options,
+      diskFaults ? new Rng(deriveSeed(seed, 3)) : null,
+    );
     this.#plantedBugs = options.plantedBugs;
+    this.#driverBugs = options.driverBugs ?? {};
+    this.#removeVotersWhileLost = options.removeVotersWhileLost === true;
+    this.#diskRng = new Rng(deriveSeed(seed, 4));
     this.trace = new Trace({ digest: options.digest, print: options.print });
     this.#net = new Network(new Rng(deriveSeed(seed, 1)));
     const s = this.scenario;
@@ -309,6 +293,11 @@ export class Simulation {
       proposals,
       delivered: this.#delivered,
       crashes: this.#crashes,
+      tornSavesKept: this.#tornSavesKept,
+      tornSavesLost: this.#tornSavesLost,
+      bitFlips: this.#bitFlips,
+      refusedStarts: this.#refusedStarts,
+      replacedNodes: this.#replacedNodes,
       events: this.trace.count,
       digest: this.trace.digest,
     };
@@ -319,7 +308,10 @@ export class Simulation {
     return `seed=${this.seed} profile=${s.profile} nodes=${s.nodes} hb=${s.heartbeatTicks} ` +
       `election=${s.electionTicks}+${s.electionJitterTicks} batch=${s.appendBatchSize} ` +
       `inflight=${s.maxInflight} snapshotThreshold=${s.snapshotThreshold} faults=${s.faultTicks} ` +
-      `loss=${s.lossRate} dup=${s.duplicateRate} delay=1..${s.delayMaxTicks}`;
+      `loss=${s.lossRate} dup=${s.duplicateRate} delay=1..${s.delayMaxTicks}` +
+      (s.diskFaults
+        ? ` unsyncedKept=${s.pUnsyncedKept} bitFlip=${s.pBitFlip} replace=${s.pReplaceFailed}`
+        : "");
   }
 
   #rateOf(id: NodeId): number {
@@ -467,11 +459,9 @@ export class Simulation {
           )
         ? "before_persist"
         : null;
-      if (
-        armed === "before_persist" &&
-        (rd.hardState !== null || rd.entries.length > 0 || rd.snapshot !== null || commits ||
-          elected)
-      ) {
+      // One record holds what the Ready makes durable (a Ready may hold nothing to save).
+      const saves = rd.hardState !== null || rd.entries.length > 0 || rd.snapshot !== null;
+      if (armed === "before_persist" && (saves || commits || elected)) {
         // Sending runs in parallel with the write: some early messages made it out.
         for (const m of rd.messagesBeforePersist) {
           if (this.#rng.chance(0.5)) this.#send(node, m);
@@ -480,12 +470,25 @@ export class Simulation {
         return;
       }
       for (const m of rd.messagesBeforePersist) this.#send(node, m);
-      this.#persist(node, rd);
+      // The save: written (it reached the OS), then synced (fdatasync returned).
+      if (saves) this.#write(node, rd);
+      const ackBeforeSync = this.#driverBugs.ackBeforeSync === true;
+      if (ackBeforeSync) {
+        // Planted driver bug: what must wait for the sync leaves before it.
+        for (const m of rd.messages) this.#send(node, m);
+      }
+      if (armed === "before_sync" && saves) {
+        this.#crash(node, "crash after writing, before syncing");
+        return;
+      }
+      if (saves) disk.sync();
       if (armed === "after_persist" && rd.messages.length > 0) {
         this.#crash(node, "crash after persisting, before sending");
         return;
       }
-      for (const m of rd.messages) this.#send(node, m);
+      if (!ackBeforeSync) {
+        for (const m of rd.messages) this.#send(node, m);
+      }
       if (armed === "before_apply" && rd.committedEntries.length > 0) {
         this.#crash(node, "crash after persisting and sending, before applying");
         return;
@@ -519,8 +522,10 @@ export class Simulation {
     }
   }
 
-  #persist(node: SimNode, rd: Ready): void {
+  /** Write the Ready's record (snapshot, entries, hard state), checking the storage contract. */
+  #write(node: SimNode, rd: Ready): void {
     const disk = node.disk;
+    disk.beginRecord();
     if (rd.snapshot !== null) this.#installSnapshot(node, rd.snapshot);
     if (rd.entries.length > 0) this.#persistEntries(node, rd);
     if (rd.hardState !== null) {
@@ -544,7 +549,7 @@ export class Simulation {
           `n${node.id} persists commit ${hs.commit} after ${old.commit}`,
         );
       }
-      disk.hardState = { ...hs };
+      disk.writeHardState(hs);
     }
   }
 
@@ -567,9 +572,7 @@ export class Simulation {
       );
     }
     // The snapshot and the state machine it holds become durable together.
-    disk.snapshot = snapshot;
-    disk.entries = [];
-    disk.sm = sm;
+    disk.writeSnapshot(snapshot, sm);
     this.#event("install snapshot", node.id, `${index}:t${snapshot.meta.term}`);
   }
 
@@ -608,8 +611,7 @@ export class Simulation {
       throw new Violation("storage contract", `n${node.id} has no term at ${first - 1}`);
     }
     this.checker.observeAppend(node.id, entries, prevTerm);
-    disk.entries.length = first - disk.snapshotIndex - 1;
-    for (const e of entries) disk.entries.push(e);
+    disk.writeEntries(entries);
   }
 
   #apply(node: SimNode, rd: Ready): void {
@@ -636,11 +638,11 @@ export class Simulation {
         );
       }
       this.checker.observeApply(node.id, e);
-      disk.sm = {
+      disk.apply({
         applied: e.index,
         hash: chainHash(disk.sm.hash, key),
         proposals: disk.sm.proposals + (e.type === "normal" && e.data.length > 0 ? 1 : 0),
-      };
+      });
     }
     for (const r of rd.readStates) this.checker.observeReadState(node.id, r.context, r.index);
   }
@@ -658,8 +660,7 @@ export class Simulation {
           `the log has term ${term}`,
       );
     }
-    disk.entries = disk.entries.slice(index - disk.snapshotIndex);
-    disk.snapshot = snapshot;
+    disk.compact(snapshot);
     this.#event("snapshot", node.id, `${index}:t${snapshot.meta.term}`);
   }
 
@@ -718,13 +719,56 @@ export class Simulation {
           this.scenario.downTicksMax,
         ));
     this.#crashes++;
-    this.#event(why, node.id, `restart at t=${node.restartAt}`);
+    const disk = node.disk;
+    const s = this.scenario;
+    const torn = disk.unsynced ? disk.crash(this.#diskRng.chance(s.pUnsyncedKept)) : "none";
+    if (torn === "kept") this.#tornSavesKept++;
+    if (torn === "lost") this.#tornSavesLost++;
+    const tornText = torn === "kept"
+      ? "; the unsynced save reached the disk whole"
+      : torn === "lost"
+      ? "; the unsynced save is torn and cut off"
+      : "";
+    this.#event(why, node.id, `restart at t=${node.restartAt}${tornText}`);
+    if (this.#failedNodes() < FAILED_NODES_MAX && this.#diskRng.chance(s.pBitFlip)) {
+      const record = disk.flipBit(this.#diskRng);
+      if (record !== null) {
+        this.#bitFlips++;
+        this.#event("bit flip", node.id, `${record} corrupted while down`);
+      }
+    }
+  }
+
+  /** Nodes lost for good, replaced or not: refused to start, or will at their next restart. */
+  #failedNodes(): number {
+    let count = 0;
+    for (const n of this.#nodes.values()) if (n.failed || n.disk.corrupt !== null) count++;
+    return count;
+  }
+
+  /** Nodes lost for good and still in the cluster (not yet removed by the operator). */
+  #lostNodes(): NodeId[] {
+    const out: NodeId[] = [];
+    for (const n of this.#nodes.values()) {
+      if ((n.failed || n.disk.corrupt !== null) && !n.removed) out.push(n.id);
+    }
+    return out;
   }
 
   #restart(node: SimNode): void {
+    let state: PersistentState;
+    try {
+      state = node.disk.open();
+    } catch (e) {
+      if (!(e instanceof CorruptRecordError)) throw e;
+      // As the agent does: it never votes, acknowledges or serves from a corrupt record.
+      node.failed = true;
+      this.#refusedStarts++;
+      this.#event("refuse to start", node.id, `${e.message}: down for good`);
+      return;
+    }
     node.incarnation++;
     const random = new Rng(deriveSeed(this.seed, 2, node.id, node.incarnation));
-    const state = node.disk.persistentState();
     try {
       node.raft = new RaftNode({
         id: node.id,
@@ -752,7 +796,9 @@ export class Simulation {
 
   #restartDueNodes(): void {
     for (const node of this.#nodes.values()) {
-      if (!node.up && !node.removed && node.restartAt <= this.#now) this.#restart(node);
+      if (!node.up && !node.removed && !node.failed && node.restartAt <= this.#now) {
+        this.#restart(node);
+      }
     }
   }
 
@@ -817,6 +863,38 @@ export class Simulation {
       }
     }
     if (rng.chance(s.pRetune)) this.#retune();
+    if (s.pReplaceFailed > 0 && this.#diskRng.chance(s.pReplaceFailed)) this.#replaceFailed();
+  }
+
+  /**
+   * An operator replaces a node that refused to start: its id is removed from
+   * the membership, then a new node (new id, empty disk) joins as a learner.
+   * The lost node never rejoins as the same voter: it lost what it promised.
+   */
+  #replaceFailed(): void {
+    if (this.#replacementsDue > 0) {
+      if (this.#addNode()) {
+        this.#replacementsDue--;
+        this.#replacedNodes++;
+      }
+      return;
+    }
+    let failed: SimNode | undefined;
+    for (const n of this.#nodes.values()) if (n.failed && !n.removed) failed = n;
+    const leader = this.#leader();
+    if (failed === undefined || leader === undefined) return;
+    const id = failed.id;
+    if (leader.voters.includes(id) || leader.learners.includes(id)) {
+      this.#api(
+        leader,
+        `proposeConfChange(remove_node ${id}) (replacing a failed node)`,
+        (raft) => raft.proposeConfChange({ kind: "remove_node", nodeId: id, context: "" }),
+      );
+      return;
+    }
+    failed.removed = true;
+    this.#replacementsDue++;
+    this.#event("removed (failed)", id, `n${leader.id}'s membership no longer holds it`);
   }
 
   #propose(node: SimNode): boolean {
@@ -885,31 +963,39 @@ export class Simulation {
     }
   }
 
-  #addNode(): void {
+  /** Add a new node as a learner (through the leader); returns whether it was proposed. */
+  #addNode(): boolean {
     const leader = this.#leader();
-    if (!leader || this.#nextId > this.scenario.nodes + ADDED_NODES_MAX) return;
+    if (!leader || this.#nextId > this.scenario.nodes + ADDED_NODES_MAX) return false;
     const id = this.#nextId;
     const ok = this.#api(
       leader,
       `proposeConfChange(add_learner ${id})`,
       (raft) => raft.proposeConfChange({ kind: "add_learner", nodeId: id, context: `n${id}` }),
     );
-    if (!ok) return;
+    if (!ok) return false;
     this.#nextId++;
     const node = new SimNode(id, this.#rateOf(id), emptyState());
     this.#nodes.set(id, node);
     this.#restart(node);
+    return true;
   }
 
   #removeNode(): void {
     const leader = this.#leader();
     if (!leader) return;
-    const candidates = leader.voters.length > 3 ? [...leader.voters, ...leader.learners] : [
+    // While a node is lost for good, the operator removes no other voter (it
+    // replaces the lost one first): see RunOptions.removeVotersWhileLost.
+    const lost = this.#removeVotersWhileLost ? [] : this.#lostNodes();
+    const voters = lost.length === 0
+      ? leader.voters
+      : leader.voters.filter((id) => lost.includes(id));
+    const candidates = leader.voters.length > 3 ? [...voters, ...leader.learners] : [
       ...leader.learners,
     ];
     if (candidates.length === 0) return;
     // Removing the leader itself is the interesting case: favour it.
-    const id = leader.voters.length > 3 && this.#rng.chance(0.3)
+    const id = leader.voters.length > 3 && lost.length === 0 && this.#rng.chance(0.3)
       ? leader.id
       : this.#rng.pick(candidates);
     this.#api(
@@ -956,15 +1042,21 @@ export class Simulation {
     let last = 0;
     let applied = Infinity;
     for (const n of this.#nodes.values()) {
-      if (n.removed) continue;
+      if (n.removed || n.failed) continue;
       last = Math.max(last, n.disk.lastIndex);
       applied = Math.min(applied, n.disk.sm.applied);
     }
     this.#backlogAtHeal = Math.max(0, last - applied);
-    this.#event("HEAL", 0, "no partition, no loss, every node up, failover on");
+    const lost = this.#lostNodes();
+    this.#event(
+      "HEAL",
+      0,
+      "no partition, no loss, every node up, failover on" +
+        (lost.length > 0 ? ` (but ${lost.map((id) => `n${id}`)} cannot start: corrupt disk)` : ""),
+    );
     for (const node of this.#nodes.values()) {
       node.armed = null;
-      if (!node.up && !node.removed) this.#restart(node);
+      if (!node.up && !node.removed && !node.failed) this.#restart(node);
     }
     if (!this.#failoverEnabled) this.#setFailover(true);
   }
@@ -1017,7 +1109,8 @@ export class Simulation {
         if (this.checker.committedKey(p.index) !== p.key) continue;
         const all = members.every((id) => {
           const n = this.#nodes.get(id);
-          return n === undefined || n.removed || n.disk.sm.applied >= p.index;
+          // A node down for good (corrupt disk) is not waited for: a majority is left.
+          return n === undefined || n.removed || n.failed || n.disk.sm.applied >= p.index;
         });
         if (all) {
           this.#event("liveness ok", leader.id, `${p.key} applied by ${members}`);
@@ -1028,7 +1121,8 @@ export class Simulation {
     }
     if (this.#now - this.#healedAt > this.livenessBoundTicks()) {
       const states = [...this.#nodes.values()].map((n) =>
-        `n${n.id}:${n.up ? n.role : "down"}${n.removed ? "(removed)" : ""} t${n.term} ` +
+        `n${n.id}:${n.up ? n.role : n.failed ? "failed" : "down"}${n.removed ? "(removed)" : ""} ` +
+        `t${n.term} ` +
         `commit=${n.commit} applied=${n.disk.sm.applied} last=${n.disk.lastIndex}`
       );
       const leaderNow = this.#leader();

@@ -23,6 +23,16 @@ export interface SimSummary {
   committed: number;
   ticks: number;
   crashes: number;
+  /** crashes that found a save written but unsynced, and kept it whole */
+  tornSavesKept: number;
+  /** crashes that found a save written but unsynced, and cut it off */
+  tornSavesLost: number;
+  /** records corrupted by a bit flip */
+  bitFlips: number;
+  /** restarts refused because of a corrupt record (those nodes stay down) */
+  refusedStarts: number;
+  /** nodes that refused to start, replaced by a new node */
+  replacedNodes: number;
   delivered: number;
   seconds: number;
   seedsPerSecond: number;
@@ -62,6 +72,11 @@ export function runSeeds(
     committed: 0,
     ticks: 0,
     crashes: 0,
+    tornSavesKept: 0,
+    tornSavesLost: 0,
+    bitFlips: 0,
+    refusedStarts: 0,
+    replacedNodes: 0,
     delivered: 0,
     seconds: 0,
     seedsPerSecond: 0,
@@ -74,6 +89,11 @@ export function runSeeds(
     summary.committed += result.stats.committed;
     summary.ticks += result.stats.ticks;
     summary.crashes += result.stats.crashes;
+    summary.tornSavesKept += result.stats.tornSavesKept;
+    summary.tornSavesLost += result.stats.tornSavesLost;
+    summary.bitFlips += result.stats.bitFlips;
+    summary.refusedStarts += result.stats.refusedStarts;
+    summary.replacedNodes += result.stats.replacedNodes;
     summary.delivered += result.stats.delivered;
     if (result.violation !== null) {
       summary.violations++;

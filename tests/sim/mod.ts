@@ -1,12 +1,28 @@
 /**
  * The deterministic Raft simulator: {@link runSeed} runs one seed of a fake
- * cluster (network, disks, clocks, crashes) against lib/raft and checks the
- * Raft safety properties after every step; `main.ts` is `deno task sim`.
+ * cluster (network, disks with torn saves and bit flips, clocks, crashes)
+ * against lib/raft and checks the Raft safety properties after every step;
+ * `main.ts` is `deno task sim`.
  *
  * @module
  */
 
-export { type RunOptions, type RunResult, runSeed, type RunStats, Simulation } from "./cluster.ts";
+export {
+  type DriverBugs,
+  type RunOptions,
+  type RunResult,
+  runSeed,
+  type RunStats,
+  Simulation,
+} from "./cluster.ts";
+export {
+  CorruptRecordError,
+  type CrashOutcome,
+  decodeStateMachine,
+  Disk,
+  encodeStateMachine,
+  type StateMachine,
+} from "./disk.ts";
 export {
   chainHash,
   entryKey,

@@ -25,6 +25,11 @@ export const PROFILES: readonly ProfileName[] = ["mixed", "leader_churn", "vote_
 export type CrashPoint =
   /** messagesBeforePersist went out; nothing became durable */
   | "before_persist"
+  /**
+   * the Ready's record is written but not synced: it is kept whole or cut
+   * off whole (`pUnsyncedKept`); the Ready's messages are not sent
+   */
+  | "before_sync"
   /** durable, but the Ready's messages are lost */
   | "after_persist"
   /** durable and sent, but the committed entries are not applied */
@@ -94,6 +99,20 @@ export interface Scenario {
   pRetune: number;
   /** how long one node stays cut off in the `lagging` profile */
   lagTicks: number;
+  /**
+   * the disk faults below are on (and `before_sync` is among `armPoints`);
+   * off, a seed runs exactly as before the disk was modelled
+   */
+  diskFaults: boolean;
+  /** probability a save written but not synced when its node crashes is kept whole */
+  pUnsyncedKept: number;
+  /**
+   * probability a crash also flips a bit in a record before the tail of the
+   * node's disk (at most one node per run): it refuses to start, for good
+   */
+  pBitFlip: number;
+  /** probability per tick an operator acts to replace a node that refused to start */
+  pReplaceFailed: number;
 }
 
 /** Options that override what the seed would choose. */
@@ -103,8 +122,25 @@ export interface ScenarioOverrides {
   faultTicks?: number;
 }
 
-/** Draw the scenario of a seed. */
-export function chooseScenario(rng: Rng, overrides: ScenarioOverrides = {}): Scenario {
+/**
+ * Draw the scenario of a seed.
+ *
+ * @param rng the seed's generator
+ * @param overrides what the caller fixes instead of the seed
+ * @param diskRng draws the disk faults (a generator of its own, so turning
+ *   them off leaves every other draw as it was); null: no disk faults
+ * @returns the scenario
+ * @example
+ * ```ts
+ * const s = chooseScenario(new Rng(1), { nodes: 3 }, new Rng(2));
+ * console.assert(s.nodes === 3 && s.armPoints.includes("before_sync"));
+ * ```
+ */
+export function chooseScenario(
+  rng: Rng,
+  overrides: ScenarioOverrides = {},
+  diskRng: Rng | null = null,
+): Scenario {
   const profile = overrides.profile ?? rng.pick(PROFILE_DRAW);
   const nodes = overrides.nodes ?? (rng.chance(0.5) ? 3 : 5);
   const base: Scenario = {
@@ -139,6 +175,10 @@ export function chooseScenario(rng: Rng, overrides: ScenarioOverrides = {}): Sce
     pReadIndex: 0.02,
     pRetune: 0.001,
     lagTicks: 0,
+    diskFaults: false,
+    pUnsyncedKept: 0,
+    pBitFlip: 0,
+    pReplaceFailed: 0,
   };
   switch (profile) {
     case "mixed":
@@ -197,5 +237,25 @@ export function chooseScenario(rng: Rng, overrides: ScenarioOverrides = {}): Sce
   for (let i = 0; i < base.nodes + 4; i++) {
     base.tickRates.push(rng.chance(0.5) ? 1 : 0.5 + rng.float());
   }
+  if (diskRng !== null) Object.assign(base, chooseDiskFaults(diskRng, base));
   return base;
+}
+
+/**
+ * The disk's faults for a scenario. Bit flips stay rare, and off in
+ * `leader_churn` (Figure 8 wants all three nodes of its small clusters).
+ */
+function chooseDiskFaults(rng: Rng, s: Scenario): Partial<Scenario> {
+  const pBitFlip = s.profile === "leader_churn"
+    ? 0
+    : s.profile === "vote_crash"
+    ? rng.pick([0, 0.002])
+    : rng.pick([0, 0.01, 0.03]);
+  return {
+    diskFaults: true,
+    armPoints: [...s.armPoints, "before_sync"],
+    pUnsyncedKept: rng.pick([0.2, 0.5, 0.8]),
+    pBitFlip,
+    pReplaceFailed: pBitFlip > 0 ? rng.pick([0, 0.01, 0.05]) : 0,
+  };
 }

@@ -1,13 +1,15 @@
 /**
- * Tests of the simulator itself (the generator, the network, the checker have
- * teeth) and the simulation runs: the clean core over the CI seed budget, each
- * planted bug found within it, determinism, and replays of core bugs found.
+ * Tests of the simulator itself (the generator, the network, the disk, the
+ * checker have teeth) and the simulation runs: the clean core over the CI seed
+ * budget, each planted bug found within it, determinism, and replays of core
+ * bugs found.
  */
 
 import assert from "node:assert/strict";
-import type { Entry, PlantedBugs } from "../../lib/raft/mod.ts";
+import { bootstrapState, type Entry } from "../../lib/raft/mod.ts";
 import { type Property, SafetyChecker, Violation } from "./checker.ts";
-import { type RunResult, runSeed } from "./cluster.ts";
+import { type RunOptions, type RunResult, runSeed } from "./cluster.ts";
+import { CorruptRecordError, Disk } from "./disk.ts";
 import { main, runSeeds, violationReport } from "./main.ts";
 import { Network } from "./network.ts";
 import { deriveSeed, Rng } from "./rng.ts";
@@ -15,7 +17,7 @@ import { chooseScenario } from "./scenario.ts";
 
 /** Seeds `deno task test` runs against the clean core. */
 const CI_SEEDS = 1000;
-/** Seeds within which each planted bug must be caught. */
+/** Seeds within which each planted bug must be caught (a fraction of CI_SEEDS). */
 const BUG_SEED_BUDGET = 500;
 
 const ENCODER = new TextEncoder();
@@ -100,6 +102,77 @@ Deno.test("network with loss rate 1 loses everything and duplicate rate 1 double
   assert.equal(due.filter((e) => e.duplicate).length, 1);
 });
 
+// ---- the disk ------------------------------------------------------------------------
+
+/** A founder's disk: conf change entries 1..3 of term 1, one record (the bootstrap). */
+function foundersDisk(): Disk {
+  return new Disk(bootstrapState([1, 2, 3].map((id) => ({ id, context: `n${id}` }))));
+}
+
+function logKeys(entries: readonly Entry[]): string[] {
+  return entries.map((e) => `${e.index}:t${e.term}`);
+}
+
+Deno.test("disk cuts a save that was written but not synced off whole at a crash", () => {
+  const disk = foundersDisk();
+  disk.beginRecord();
+  disk.writeEntries([entry(4, 2, "a"), entry(5, 2, "b")]);
+  disk.writeHardState({ term: 2, vote: 1, commit: 3 });
+  disk.sync();
+  disk.beginRecord();
+  disk.writeEntries([entry(5, 3, "c"), entry(6, 3, "d")]);
+  disk.writeHardState({ term: 3, vote: 2, commit: 4 });
+  assert.equal(disk.lastIndex, 6, "the node sees what it wrote");
+  assert.equal(disk.crash(false), "lost");
+  const state = disk.open();
+  assert.deepEqual(state.hardState, { term: 2, vote: 1, commit: 3 });
+  assert.deepEqual(logKeys(state.entries), ["1:t1", "2:t1", "3:t1", "4:t2", "5:t2"]);
+  assert.equal(disk.crash(false), "none", "nothing is unsynced after the crash");
+});
+
+Deno.test("disk keeps an unsynced save whole when the OS had written it back", () => {
+  const disk = foundersDisk();
+  const snapshot = {
+    meta: { index: 7, term: 2, membership: { voters: [1, 2, 3], learners: [] } },
+    data: new Uint8Array(),
+  };
+  disk.beginRecord();
+  disk.writeSnapshot(snapshot, { applied: 7, hash: 1, proposals: 2 });
+  disk.writeEntries([entry(8, 2, "x")]);
+  disk.writeHardState({ term: 2, vote: 0, commit: 7 });
+  assert.equal(disk.crash(true), "kept");
+  const state = disk.open();
+  assert.equal(state.snapshot?.meta.index, 7);
+  assert.equal(state.applied, 7);
+  assert.deepEqual(logKeys(state.entries), ["8:t2"]);
+  assert.equal(disk.records, 2);
+});
+
+Deno.test("disk puts the log and state machine back when an unsynced snapshot is cut off", () => {
+  const disk = foundersDisk();
+  disk.beginRecord();
+  disk.writeSnapshot({
+    meta: { index: 7, term: 2, membership: { voters: [1, 2, 3], learners: [] } },
+    data: new Uint8Array(),
+  }, { applied: 7, hash: 1, proposals: 2 });
+  assert.equal(disk.crash(false), "lost");
+  const state = disk.open();
+  assert.equal(state.snapshot, null);
+  assert.equal(state.applied, 0);
+  assert.deepEqual(logKeys(state.entries), ["1:t1", "2:t1", "3:t1"]);
+});
+
+Deno.test("disk with a bit flipped in a record before the tail refuses to open", () => {
+  const disk = foundersDisk();
+  const rng = new Rng(5);
+  assert.equal(disk.flipBit(rng), null, "the only record is the tail: a flip there looks torn");
+  disk.beginRecord();
+  disk.writeHardState({ term: 2, vote: 3, commit: 3 });
+  disk.sync();
+  assert.equal(disk.flipBit(rng), "record 1 of 2");
+  assert.throws(() => disk.open(), CorruptRecordError);
+});
+
 // ---- the checker has teeth ---------------------------------------------------------------
 
 Deno.test("checker reports two leaders in one term as an election safety violation", () => {
@@ -172,17 +245,25 @@ Deno.test("checker reports a second vote in one term and a read that misses a co
 
 // ---- scenarios and runs -------------------------------------------------------------------
 
-Deno.test("scenarios cover 3 and 5 nodes and every profile", () => {
+Deno.test("scenarios cover 3 and 5 nodes, every profile, and disk faults", () => {
   const nodes = new Set<number>();
   const profiles = new Set<string>();
+  let flipping = 0;
   for (let seed = 1; seed <= 200; seed++) {
-    const s = chooseScenario(new Rng(deriveSeed(seed, 0)));
+    const s = chooseScenario(new Rng(deriveSeed(seed, 0)), {}, new Rng(deriveSeed(seed, 3)));
     nodes.add(s.nodes);
     profiles.add(s.profile);
     assert.ok(s.electionTicks > s.heartbeatTicks);
+    assert.ok(s.armPoints.includes("before_sync"));
+    assert.ok(s.pUnsyncedKept > 0 && s.pUnsyncedKept < 1, "both outcomes of a torn save");
+    if (s.pBitFlip > 0) flipping++;
+    const without = chooseScenario(new Rng(deriveSeed(seed, 0)));
+    assert.equal(without.pBitFlip, 0);
+    assert.ok(!without.armPoints.includes("before_sync"));
   }
   assert.deepEqual([...nodes].sort(), [3, 5]);
   assert.equal(profiles.size, 4);
+  assert.ok(flipping > 20 && flipping < 180, `${flipping} of 200 scenarios flip bits`);
 });
 
 Deno.test("the same seed gives an identical trace (digest) and figures", () => {
@@ -207,17 +288,45 @@ Deno.test(`the clean core holds every property over ${CI_SEEDS} seeds`, () => {
   assert.ok(summary.elections >= CI_SEEDS, `only ${summary.elections} elections`);
   assert.ok(summary.committed > 10 * CI_SEEDS, `only ${summary.committed} entries committed`);
   assert.ok(summary.crashes > CI_SEEDS, `only ${summary.crashes} crashes`);
+  // The disk's faults happen, both outcomes of a torn save among them.
+  assert.ok(summary.tornSavesKept > 0, "no unsynced save kept at a crash");
+  assert.ok(summary.tornSavesLost > 0, "no unsynced save cut off at a crash");
+  assert.ok(summary.bitFlips > 0, "no bit flip");
+  assert.ok(summary.refusedStarts > 0, "no node refused to start");
+});
+
+Deno.test("a node whose disk has a flipped bit refuses to start, stays down, and the rest stays live", () => {
+  let checked = 0;
+  for (let seed = 1; seed <= 200 && checked < 3; seed++) {
+    const lines: string[] = [];
+    const result = runSeed(seed, { print: (line) => lines.push(line) });
+    if (result.stats.refusedStarts === 0) continue;
+    if (result.violation !== null) assert.fail(violationReport(result));
+    checked++;
+    const refused = lines.find((line) => / refuse to start n\d+ /.test(line))!;
+    const node = refused.match(/ refuse to start (n\d+) /)![1]!;
+    const after = lines.slice(lines.indexOf(refused) + 1);
+    assert.ok(
+      !after.some((line) => new RegExp(` (restart|ready|deliver) ${node} `).test(line)),
+      `${node} came back in seed ${seed}`,
+    );
+    assert.match(lines.at(-1)!, / liveness ok /);
+  }
+  assert.equal(checked, 3, "3 runs with a node that refused to start within 200 seeds");
 });
 
 /**
- * Scan up to BUG_SEED_BUDGET seeds with a bug planted until a violation of one of the
- * expected properties shows up; then the clean core must hold every safety
- * property on the same seeds.
+ * Scan up to BUG_SEED_BUDGET seeds with a bug planted (in the core or in the
+ * driver) until a violation of one of the expected properties shows up; then
+ * the clean core must hold every safety property on the same seeds.
  */
-function assertBugCaught(bugs: PlantedBugs, expected: readonly Property[]): RunResult {
+function assertBugCaught(
+  bugs: Pick<RunOptions, "plantedBugs" | "driverBugs">,
+  expected: readonly Property[],
+): RunResult {
   let found: RunResult | null = null;
   for (let seed = 1; seed <= BUG_SEED_BUDGET && found === null; seed++) {
-    const result = runSeed(seed, { plantedBugs: bugs });
+    const result = runSeed(seed, bugs);
     if (result.violation !== null && expected.includes(result.violation.property)) found = result;
   }
   assert.ok(
@@ -238,7 +347,7 @@ function assertBugCaught(bugs: PlantedBugs, expected: readonly Property[]): RunR
 }
 
 Deno.test("planted commitOldTermEntries (Figure 8) is caught within 500 seeds", () => {
-  assertBugCaught({ commitOldTermEntries: true }, [
+  assertBugCaught({ plantedBugs: { commitOldTermEntries: true } }, [
     "leader completeness",
     "state machine safety",
     "log matching",
@@ -246,11 +355,37 @@ Deno.test("planted commitOldTermEntries (Figure 8) is caught within 500 seeds", 
 });
 
 Deno.test("planted voteWithoutLogCheck is caught within 500 seeds", () => {
-  assertBugCaught({ voteWithoutLogCheck: true }, ["leader completeness", "state machine safety"]);
+  assertBugCaught({ plantedBugs: { voteWithoutLogCheck: true } }, [
+    "leader completeness",
+    "state machine safety",
+  ]);
 });
 
 Deno.test("planted answerVoteBeforePersist is caught within 500 seeds", () => {
-  assertBugCaught({ answerVoteBeforePersist: true }, ["vote safety", "election safety"]);
+  assertBugCaught({ plantedBugs: { answerVoteBeforePersist: true } }, [
+    "vote safety",
+    "election safety",
+  ]);
+});
+
+Deno.test("planted ackBeforeSync (driver) is caught within 500 seeds", () => {
+  // A vote sent before its sync, then cut off by a crash: the voter votes again.
+  assertBugCaught({ driverBugs: { ackBeforeSync: true } }, [
+    "vote safety",
+    "election safety",
+    "leader completeness",
+    "state machine safety",
+    "log matching",
+  ]);
+});
+
+Deno.test("planted ackBeforeSync is caught through a lost acknowledged append within 500 seeds", () => {
+  // An append acknowledged before its sync, then cut off by a crash: the entry
+  // counted towards a commit is gone from a majority, and a leader without it wins.
+  assertBugCaught({ driverBugs: { ackBeforeSync: true } }, [
+    "leader completeness",
+    "state machine safety",
+  ]);
 });
 
 // ---- the CLI ------------------------------------------------------------------------------
@@ -283,6 +418,23 @@ Deno.test("leader retransmits to a follower whose acks and appends were lost wit
   // 79 and the leader's append of 80 are lost; n2's tracker for n3 stays in
   // replicate with inflight [79, 80] = maxInflight, and heartbeat responses
   // never free the window, so n3 stays at commit 78 forever after healing.
-  const result = runSeed(6);
+  // Without the disk's faults: the seed runs as it did when the bug was found.
+  const result = runSeed(6, { diskFaults: false });
   if (result.violation !== null) assert.fail(violationReport(result));
+});
+
+Deno.test({
+  name:
+    "a leader whose own removal is uncommitted still campaigns when the others need its vote (thesis §4.2.2, seed 1285)",
+  // Fails today: lib/raft's #promotable() excludes a node missing from its
+  // latest configuration, committed or not. Seed 1285 (mixed, 5 nodes): n3 is
+  // removed, n1 refuses to start after a bit flip, leader n2 is isolated and
+  // appends its own removal; healed, n4 and n5 need n2 (the longest log) to win,
+  // n2 rejects their pre-votes and never campaigns. The simulated operator
+  // avoids it by default (removeVotersWhileLost: false).
+  ignore: true,
+  fn() {
+    const result = runSeed(1285, { removeVotersWhileLost: true });
+    if (result.violation !== null) assert.fail(violationReport(result));
+  },
 });
