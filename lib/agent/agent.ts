@@ -41,6 +41,7 @@ import {
 import { WalStorage } from "../storage/mod.ts";
 import {
   createPeerApp,
+  type MembersView,
   Metrics,
   type PeerAppOptions,
   PeerServer,
@@ -57,7 +58,7 @@ import { Ops } from "./ops.ts";
 import { Peers } from "./peers.ts";
 import { raftConfig, Replica, type ReplicaEvents } from "./replica.ts";
 import { effectiveConfigRows, effectiveSettings, timingFor } from "./settings.ts";
-import { httpStatus, statusSnapshot } from "./status.ts";
+import { httpStatus, membersView, statusSnapshot } from "./status.ts";
 
 /** Options for {@link Agent.start}. */
 export interface AgentOptions {
@@ -88,6 +89,8 @@ export class Agent {
   #statusTimer: ReturnType<typeof setInterval> | undefined;
   /** the leader that last told this node to campaign at once (a transfer), and when */
   #handoverFrom: { from: NodeId; at: number } | null = null;
+  /** the last view of the members a leader's heartbeats brought */
+  #receivedView: { from: NodeId; at: number; view: MembersView } | null = null;
   #leaderSince: Date | null = null;
   #noLeaderSince: Date | null = new Date();
   #stopped: Promise<void> | null = null;
@@ -144,6 +147,7 @@ export class Agent {
       metrics: this.metrics,
       onUnreachable: (peer) => this.#replica.reportUnreachable(peer),
       onSnapshotResult: (peer, ok) => this.#replica.reportSnapshot(peer, ok),
+      view: () => membersView({ nodeId: this.nodeId, replica: this.#replica, peers: this.#peers }),
     });
     const timing = timingFor(this.#settings);
     const { replica, entries } = await Replica.open({
@@ -203,6 +207,9 @@ export class Agent {
         // leader is from the request itself (the log's address wins later).
         if (sender.address && sender.port) {
           this.#peers.learn(sender.nodeId, { address: sender.address, port: sender.port }, true);
+        }
+        if (sender.view) {
+          this.#receivedView = { from: sender.nodeId, at: performance.now(), view: sender.view };
         }
         this.#receive(messages);
       },
@@ -466,7 +473,18 @@ export class Agent {
       noLeaderSince: this.#noLeaderSince,
       startedAt: this.startedAt,
       rpcRejected: this.metrics.total(TRANSPORT_METRICS.rejected),
+      leaderView: this.#leaderView(),
     });
+  }
+
+  /** The leader's view of the members: this node's own when it leads, else its leader's while fresh. */
+  #leaderView(): { view: MembersView; ageMs: number } | null {
+    const own = membersView({ nodeId: this.nodeId, replica: this.#replica, peers: this.#peers });
+    if (own) return { view: own, ageMs: 0 };
+    const got = this.#receivedView;
+    if (got === null || got.from !== this.#replica.softState.leaderId) return null;
+    const ageMs = performance.now() - got.at;
+    return ageMs <= this.#settings.electionTimeoutMs ? { view: got.view, ageMs } : null;
   }
 
   /** Record an event (written to pgraft.events with the next publish) and log it. */

@@ -12,7 +12,7 @@
  */
 
 import type { Message, NodeId } from "../raft/mod.ts";
-import { type Metrics, PeerClient } from "../transport/mod.ts";
+import { type MembersView, type Metrics, PeerClient } from "../transport/mod.ts";
 
 /** A member's agent address as peers use it. */
 export interface PeerAddress {
@@ -34,6 +34,8 @@ export interface PeersOptions {
   onUnreachable: (peer: NodeId) => void;
   /** a snapshot sent to `peer` arrived (ok) or failed */
   onSnapshotResult: (peer: NodeId, ok: boolean) => void;
+  /** this node's view of the members when it leads, sent with its heartbeats (else null) */
+  view: () => MembersView | null;
 }
 
 /** Counters of peer messages, for pgraft_log_get_stats(). */
@@ -123,6 +125,7 @@ export class Peers {
         o.onUnreachable(peer);
       },
       onSnapshotResult: o.onSnapshotResult,
+      view: o.view,
     });
     this.#clients.set(id, client);
     return client;

@@ -14,6 +14,7 @@ import type { StateMachine } from "../state/mod.ts";
 import { VERSION } from "../version.ts";
 import type { Peers } from "./peers.ts";
 import type { Replica } from "./replica.ts";
+import type { MemberProgress, MembersView } from "../transport/mod.ts";
 
 /** Everything a status is computed from. */
 export interface StatusSource {
@@ -31,6 +32,11 @@ export interface StatusSource {
   startedAt: Date;
   /** peer requests the transport's gate turned away */
   rpcRejected: number;
+  /**
+   * the leader's view of the members and how old it is: this node's own when it
+   * leads (age 0), else the last one its leader's heartbeats brought, while fresh
+   */
+  leaderView: { view: MembersView; ageMs: number } | null;
 }
 
 /** The member states `pgraft_get_nodes()` shows for this node itself. */
@@ -59,13 +65,54 @@ export function quorumMet(src: StatusSource, st: Status): boolean {
   return st.leaderId !== NONE && heard(st.leaderId);
 }
 
-/** One row per member, as this node sees it (the leader knows everyone's progress). */
+/**
+ * The leader's view of the members: what it shows itself, and what it sends
+ * its followers with its heartbeats so that every node shows every member's
+ * progress. Null on a node that does not lead.
+ */
+export function membersView(
+  src: Pick<StatusSource, "nodeId" | "replica" | "peers">,
+): MembersView | null {
+  const st = src.replica.status();
+  if (st.role !== "leader") return null;
+  return {
+    lastIndex: st.lastIndex,
+    commitIndex: st.commitIndex,
+    members: [
+      {
+        id: src.nodeId,
+        match: st.lastIndex,
+        next: st.lastIndex + 1,
+        state: "leader",
+        lastContactMs: 0,
+      },
+      ...st.progress.map((p): MemberProgress => {
+        const age = src.peers.contactAgeMs(p.id);
+        return {
+          id: p.id,
+          match: p.matchIndex,
+          next: p.nextIndex,
+          state: p.state,
+          lastContactMs: age === null ? null : Math.round(age),
+        };
+      }),
+    ],
+  };
+}
+
+/**
+ * One row per member, as this node sees it: from the leader's view of the
+ * members (its own on the leader, the last one its heartbeats brought on a
+ * follower), and without progress figures when no fresh view is at hand.
+ */
 function memberRows(src: StatusSource, st: Status): MemberStatusRow[] {
   const now = Date.now();
   const electionMs = src.settings.electionTimeoutMs;
   const voters = new Set(st.membership.voters);
   const learners = new Set(st.membership.learners);
-  const progress = new Map(st.progress.map((p) => [p.id, p]));
+  const seen = src.leaderView;
+  const progress = new Map(seen?.view.members.map((m) => [m.id, m]) ?? []);
+  const lastIndex = seen?.view.lastIndex ?? st.lastIndex;
   const ids = new Set<NodeId>([
     ...voters,
     ...learners,
@@ -74,36 +121,26 @@ function memberRows(src: StatusSource, st: Status): MemberStatusRow[] {
   const rows: MemberStatusRow[] = [];
   for (const id of [...ids].sort((a, b) => a - b)) {
     const addr = src.peers.address(id) ?? { address: "", port: 0 };
-    const age = src.peers.contactAgeMs(id);
-    const contactAt = age === null ? null : new Date(now - age);
+    const p = progress.get(id);
+    // How long ago the leader last heard from the member, as of now.
+    const contactAgeMs = p?.lastContactMs === null || p === undefined || seen === null
+      ? null
+      : p.lastContactMs + seen.ageMs;
     let state: string;
-    let matchIndex: number | null = null;
-    let nextIndex: number | null = null;
-    let commitIndex: number | null = null;
-    let lastContactAt: Date | null = null;
-    if (id === src.nodeId) {
-      state = selfState(st);
-      matchIndex = st.lastIndex;
-      nextIndex = st.lastIndex + 1;
-      commitIndex = st.commitIndex;
-      lastContactAt = st.role === "leader" ? new Date(now) : null;
-    } else if (st.role === "leader") {
-      const p = progress.get(id);
-      lastContactAt = contactAt;
-      matchIndex = p?.matchIndex ?? null;
-      nextIndex = p?.nextIndex ?? null;
-      commitIndex = p ? Math.min(p.matchIndex, st.commitIndex) : null;
-      state = age === null || age > electionMs
-        ? "unreachable"
-        : learners.has(id)
-        ? "learner"
-        : "follower";
-    } else if (id === st.leaderId) {
-      state = "leader";
-      lastContactAt = contactAt;
-    } else {
-      state = learners.has(id) ? "learner" : voters.has(id) ? "follower" : "unknown";
-    }
+    if (id === src.nodeId) state = selfState(st);
+    else if (p?.state === "leader" || (p === undefined && id === st.leaderId)) state = "leader";
+    else if (p !== undefined && (contactAgeMs === null || contactAgeMs > electionMs)) {
+      state = "unreachable";
+    } else state = learners.has(id) ? "learner" : voters.has(id) ? "follower" : "unknown";
+    const matchIndex = id === src.nodeId ? st.lastIndex : p?.match ?? null;
+    const leaderContact = id === st.leaderId && id !== src.nodeId
+      ? src.peers.contactAgeMs(id)
+      : null;
+    const lastContactAt = contactAgeMs !== null
+      ? new Date(now - contactAgeMs)
+      : leaderContact !== null
+      ? new Date(now - leaderContact)
+      : null;
     rows.push({
       nodeId: id,
       address: addr.address,
@@ -111,11 +148,15 @@ function memberRows(src: StatusSource, st: Status): MemberStatusRow[] {
       state,
       isVoter: voters.has(id),
       matchIndex,
-      nextIndex,
-      commitIndex,
+      nextIndex: id === src.nodeId ? st.lastIndex + 1 : p?.next ?? null,
+      commitIndex: id === src.nodeId
+        ? st.commitIndex
+        : p
+        ? Math.min(p.match, seen!.view.commitIndex)
+        : null,
       lastContactAt,
-      lagEntries: matchIndex === null ? null : Math.max(0, st.lastIndex - matchIndex),
-      lagBytes: matchIndex === null ? null : src.replica.bytesAfter(matchIndex, st.lastIndex),
+      lagEntries: matchIndex === null ? null : Math.max(0, lastIndex - matchIndex),
+      lagBytes: matchIndex === null ? null : src.replica.bytesAfter(matchIndex, lastIndex),
     });
   }
   return rows;

@@ -20,7 +20,7 @@
 import type { Message } from "../raft/types.ts";
 import { NODE_ID_MAX } from "../raft/types.ts";
 import { HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, nonce, signRequest } from "./auth.ts";
-import { encodeMessages } from "./codec.ts";
+import { encodeMessages, type Envelope, type MembersView } from "./codec.ts";
 import { HEADER_CLUSTER, HEADER_FROM, HEADER_SENDER } from "./gate.ts";
 import { describeTransportMetrics, type Metrics, TRANSPORT_METRICS as M } from "./metrics.ts";
 import {
@@ -67,6 +67,11 @@ export interface PeerClientOptions {
   metrics: Metrics;
   /** sent as the sender so a new node can answer a leader it does not know yet */
   selfAddress?: { address: string; port: number };
+  /**
+   * the leader's view of the members, sent with every request that carries a
+   * heartbeat (null: none, e.g. this node does not lead)
+   */
+  view?: () => MembersView | null;
   /** a send failed (network error, timeout, non-2xx) or messages were dropped */
   onUnreachable: (peer: number) => void;
   /**
@@ -509,12 +514,17 @@ export class PeerClient {
 
   /** The request body for `batch`: the envelope in the binary wire format. */
   #encode(batch: Message[]): Uint8Array<ArrayBuffer> {
-    return encodeMessages({
+    const envelope: Envelope = {
       clusterId: this.#options.clusterId(),
       from: this.#options.nodeId,
       sender: this.#options.selfAddress ?? null,
       messages: batch,
-    }) as Uint8Array<ArrayBuffer>;
+    };
+    if (this.#options.view && batch.some((m) => m.type === "heartbeat_request")) {
+      const view = this.#options.view();
+      if (view) envelope.view = view;
+    }
+    return encodeMessages(envelope) as Uint8Array<ArrayBuffer>;
   }
 
   /** Count a failed request and the messages it drops, back off, and report the peer unreachable. */

@@ -39,7 +39,40 @@ export interface Envelope {
   /** where the sender can be reached, so a node can answer a leader it does not know yet */
   sender: { address: string; port: number } | null;
   messages: Message[];
+  /**
+   * the leader's view of every member, sent along with its heartbeats so that
+   * followers can show every member's progress (for status displays only:
+   * nothing in consensus reads it); absent on other requests
+   */
+  view?: MembersView;
 }
+
+/** The leader's view of the members' replication, as of when it sent it. */
+export interface MembersView {
+  /** the leader's last log index */
+  lastIndex: number;
+  /** the leader's commit index */
+  commitIndex: number;
+  members: MemberProgress[];
+}
+
+/** One member in a {@link MembersView}. */
+export interface MemberProgress {
+  id: number;
+  /** highest index known to be replicated on the member */
+  match: number;
+  /** next index the leader sends it */
+  next: number;
+  /** the leader's replication state for it ("leader" for the leader itself) */
+  state: "leader" | "probe" | "replicate" | "snapshot";
+  /** ms since the leader last heard from it; null when never (0 for the leader itself) */
+  lastContactMs: number | null;
+}
+
+/** Most members a view may list. */
+export const VIEW_MEMBERS_MAX = 1024;
+
+const VIEW_STATES: ReadonlySet<string> = new Set(["leader", "probe", "replicate", "snapshot"]);
 
 /** A request body that is not a valid envelope. The message names the bad field. */
 export class CodecError extends Error {
@@ -102,6 +135,7 @@ export function encodeMessages(envelope: Envelope): string | Uint8Array {
     from: envelope.from,
     sender: envelope.sender,
     messages: envelope.messages.map((m) => wireMessage(m, ref)),
+    view: envelope.view,
   });
   const headerBytes = encoder.encode(header);
   const out = new Uint8Array(HEADER_OFFSET + headerBytes.length + payloadBytes);
@@ -130,6 +164,7 @@ export function encodeMessagesJson(envelope: Envelope): string {
     from: envelope.from,
     sender: envelope.sender,
     messages: envelope.messages.map((m) => wireMessage(m, toBase64)),
+    view: envelope.view,
   });
 }
 
@@ -338,7 +373,40 @@ function readEnvelope(header: unknown, expectedTo: number, readBytes: BytesReade
   for (let i = 0; i < list.length; i++) {
     messages.push(readMessage(list[i], `messages[${i}]`, from, expectedTo, readBytes));
   }
-  return { clusterId: clusterId as string | null, from, sender, messages };
+  const envelope: Envelope = { clusterId: clusterId as string | null, from, sender, messages };
+  if (o.view !== undefined && o.view !== null) envelope.view = readView(o.view);
+  return envelope;
+}
+
+function readView(value: unknown): MembersView {
+  const o = object(value, "view");
+  const index = (v: unknown, path: string): number => {
+    if (!isNonNegativeInteger(v)) fail(path, "expected a non-negative integer");
+    return v;
+  };
+  const list = array(o.members, "view.members");
+  if (list.length > VIEW_MEMBERS_MAX) fail("view.members", `more than ${VIEW_MEMBERS_MAX} members`);
+  const members = list.map((item, i): MemberProgress => {
+    const path = `view.members[${i}]`;
+    const m = object(item, path);
+    const state = m.state;
+    if (typeof state !== "string" || !VIEW_STATES.has(state)) {
+      fail(`${path}.state`, "expected leader, probe, replicate or snapshot");
+    }
+    const contact = m.lastContactMs;
+    return {
+      id: nodeIdValue(m.id, `${path}.id`),
+      match: index(m.match, `${path}.match`),
+      next: index(m.next, `${path}.next`),
+      state: state as MemberProgress["state"],
+      lastContactMs: contact === null ? null : index(contact, `${path}.lastContactMs`),
+    };
+  });
+  return {
+    lastIndex: index(o.lastIndex, "view.lastIndex"),
+    commitIndex: index(o.commitIndex, "view.commitIndex"),
+    members,
+  };
 }
 
 function readMessage(

@@ -41,6 +41,8 @@ export {
   encodeMessages,
   encodeMessagesJson,
   type Envelope,
+  type MemberProgress,
+  type MembersView,
   MESSAGE_TYPES,
 } from "./codec.ts";
 export {

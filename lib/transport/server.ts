@@ -23,7 +23,7 @@
 import { Hono, type MiddlewareHandler } from "hono";
 import type { Message } from "../raft/types.ts";
 import { MAX_CLOCK_SKEW_MS_DEFAULT, REPLAY_CACHE_SIZE_DEFAULT, ReplayGuard } from "./auth.ts";
-import { CodecError, decodeMessages, type Envelope } from "./codec.ts";
+import { CodecError, decodeMessages, type Envelope, type MembersView } from "./codec.ts";
 import {
   answerRejection,
   checkCluster,
@@ -50,6 +50,8 @@ export interface MessageSender {
   address: string | null;
   /** the advertised port, null when the sender gave none */
   port: number | null;
+  /** the leader's view of the members, when the request carried a heartbeat of a leader */
+  view: MembersView | null;
 }
 
 /** What {@link createPeerApp} needs from the agent. */
@@ -235,6 +237,7 @@ function deliver(
     nodeId: envelope.from,
     address: sender?.address ?? null,
     port: sender?.port ?? null,
+    view: envelope.view ?? null,
   });
 }
 

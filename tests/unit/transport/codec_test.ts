@@ -365,3 +365,56 @@ Deno.test("decodeMessages with adopt gives views of the body itself, else of a c
   assert.notEqual(entryData(false).buffer, encoded.buffer);
   assert.deepEqual([...entryData(true)], [1, 2, 3]);
 });
+
+Deno.test("a leader's members view travels with the envelope, in both forms", () => {
+  const view = {
+    lastIndex: 42,
+    commitIndex: 41,
+    members: [
+      { id: 1, match: 42, next: 43, state: "leader" as const, lastContactMs: 0 },
+      { id: 2, match: 40, next: 43, state: "replicate" as const, lastContactMs: 12 },
+      { id: 3, match: 0, next: 1, state: "probe" as const, lastContactMs: null },
+    ],
+  };
+  const envelope: Envelope = { clusterId: "c", from: 1, sender: null, messages: [], view };
+  assert.deepEqual(decodeMessages(encodeMessages(envelope), 2).view, view);
+  assert.deepEqual(decodeMessages(encodeMessagesJson(envelope), 2).view, view);
+  assert.equal(decodeMessages(encodeMessages({ ...envelope, view: undefined }), 2).view, undefined);
+});
+
+Deno.test("a members view with a bad field is refused, naming it", () => {
+  const good = { lastIndex: 1, commitIndex: 1, members: [] as unknown[] };
+  const cases: [unknown, RegExp][] = [
+    [{ ...good, lastIndex: -1 }, /view\.lastIndex/],
+    [
+      { ...good, members: [{ id: 0, match: 1, next: 2, state: "probe", lastContactMs: 1 }] },
+      /view\.members\[0\]\.id/,
+    ],
+    [
+      { ...good, members: [{ id: 2, match: 1, next: 2, state: "gone", lastContactMs: 1 }] },
+      /view\.members\[0\]\.state/,
+    ],
+    [
+      { ...good, members: [{ id: 2, match: 1, next: 2, state: "probe", lastContactMs: "x" }] },
+      /lastContactMs/,
+    ],
+    [{
+      ...good,
+      members: Array(1025).fill({ id: 2, match: 1, next: 2, state: "probe", lastContactMs: 1 }),
+    }, /more than 1024/],
+  ];
+  for (const [view, pattern] of cases) {
+    const body = JSON.stringify({
+      v: 1,
+      clusterId: null,
+      from: 1,
+      sender: null,
+      messages: [],
+      view,
+    });
+    assert.throws(
+      () => decodeMessages(body, 2),
+      (e: unknown) => e instanceof CodecError && pattern.test(e.message),
+    );
+  }
+});

@@ -175,7 +175,12 @@ Deno.test("messages arrive in order, batched while a request is in flight", asyn
           peer.received.length < 500,
           `expected batching, got ${peer.received.length} requests`,
         );
-        assert.deepEqual(peer.received[0]!.sender, { nodeId: 1, address: "127.0.0.1", port: 7001 });
+        assert.deepEqual(peer.received[0]!.sender, {
+          nodeId: 1,
+          address: "127.0.0.1",
+          port: 7001,
+          view: null,
+        });
         assert.equal(peer.received[0]!.clusterId, CLUSTER);
         assert.deepEqual(unreachable, []);
         assert.equal(
@@ -384,7 +389,12 @@ Deno.test("the sender header is used when the body names no sender", async () =>
       body: body([heartbeat(1)]),
     });
     assert.equal(res.status, 204);
-    assert.deepEqual(peer.received[0]?.sender, { nodeId: 1, address: "::1", port: 7005 });
+    assert.deepEqual(peer.received[0]?.sender, {
+      nodeId: 1,
+      address: "::1",
+      port: 7005,
+      view: null,
+    });
   });
 });
 
