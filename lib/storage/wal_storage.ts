@@ -18,10 +18,17 @@
  * first record carries the current hard state, and it is created under a
  * temporary name, synced, renamed, and the directory synced.
  *
- * On open, every segment is read and checked. A torn last record of the last
- * segment (a crash during a write that was never acknowledged) is cut off; any
- * other bad record stops the open with a StorageCorruptError naming the file
- * and byte offset. The newest snapshot that checks out is used; if the newest
+ * On open, every segment is read and checked. The last record of the last
+ * segment is cut off as torn (a crash during its append, so never
+ * acknowledged) only when the torn-tail rule (wal/torn.ts) says an
+ * interrupted write explains it: (a) the file ends inside the record, (b) the
+ * file is all zero from the record's start, or (c) its failing checksum comes
+ * with a record's share of a 512-byte sector that is all zero (a sector the
+ * write never reached) and is not one flipped bit; `recovery` says which.
+ * Any other bad record, the last one included (a flipped bit in the header,
+ * checksums or payload of a record that was fully written), stops the open
+ * with a StorageCorruptError naming the file and byte offset: it is never cut
+ * off. The newest snapshot that checks out is used; if the newest
  * fails its checksum, the previous one is used when the log still covers from
  * it (segments are only deleted up to the OLDER of the two kept snapshots, so
  * it normally does).

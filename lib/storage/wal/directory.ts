@@ -32,6 +32,8 @@ export interface WalRecovery {
   tornBytes: number;
   /** the segment the torn record was in */
   tornFile: string | null;
+  /** which case of the torn-tail rule (wal/torn.ts) the cut record met */
+  tornReason: string | null;
   /** snapshot files that failed their checks, renamed to *.broken */
   brokenSnapshots: string[];
   /** snapshot files from the leader never recorded as installed (a crash), removed */
@@ -176,6 +178,7 @@ export async function readDirectory(
   const recovery: WalRecovery = {
     tornBytes: 0,
     tornFile: null,
+    tornReason: null,
     brokenSnapshots: [],
     staleSnapshots: [],
   };
@@ -203,6 +206,7 @@ export async function readDirectory(
   if (!replay.log.keeps(index)) replay = await replaySegments(walDir, names, nodeId, index, false);
   recovery.tornBytes = replay.tornBytes;
   recovery.tornFile = replay.tornBytes > 0 ? join(walDir, names[names.length - 1]!.name) : null;
+  recovery.tornReason = replay.tornReason;
   recovery.brokenSnapshots = chosen.broken.map((b) => b.file);
   recovery.staleSnapshots = chosen.stale.map((s) => join(snapDir, s.name));
   return {
@@ -215,17 +219,28 @@ export async function readDirectory(
   };
 }
 
+/** What replaying the segments found. */
+interface Replayed {
+  log: ReplayLog;
+  segments: SegmentInfo[];
+  tailSize: number;
+  /** bytes cut off the last segment (0: none) */
+  tornBytes: number;
+  tornReason: string | null;
+}
+
 async function replaySegments(
   walDir: string,
   names: readonly SegmentName[],
   nodeId: number,
   keepAbove: number,
   repair: boolean,
-): Promise<{ log: ReplayLog; segments: SegmentInfo[]; tailSize: number; tornBytes: number }> {
+): Promise<Replayed> {
   const log = new ReplayLog(keepAbove);
   const segments: SegmentInfo[] = [];
   let tailSize = 0;
   let tornBytes = 0;
+  let tornReason: string | null = null;
   for (let i = 0; i < names.length; i++) {
     const { seq, name } = names[i]!;
     const path = join(walDir, name);
@@ -253,10 +268,11 @@ async function replaySegments(
       if (!repair) throw new StorageCorruptError(path, scan.validEnd, "torn record while running");
       await truncateTail(path, scan.validEnd);
       tornBytes = scan.size - scan.validEnd;
+      tornReason = scan.tornReason;
     }
     tailSize = scan.validEnd;
   }
-  return { log, segments, tailSize, tornBytes };
+  return { log, segments, tailSize, tornBytes, tornReason };
 }
 
 /** Cut a torn tail off the last segment, durably. */

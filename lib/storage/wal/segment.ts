@@ -7,13 +7,21 @@
  * at when the segment was created (for people reading a listing). It holds a
  * segment header record, then one batch record per save.
  *
- * The torn-tail rule: a crash can leave the last record of the LAST segment
- * partly written; it was never acknowledged, so it is cut off. Any other bad
- * record is corruption: in an earlier segment (sealed and synced before the
- * next one was created), in the segment header (written under a temporary
- * name and renamed once synced), or when a valid record follows the bad one
- * (a save is written only after the previous one was synced, so valid data
- * after a bad record means the bad one had been acknowledged).
+ * Every record is checked (frame header checksum, length, payload checksum,
+ * decoding). A bad record is corruption (StorageCorruptError naming the file
+ * and byte offset) in an earlier segment (sealed and synced before the next
+ * one was created), in the segment header (written under a temporary name
+ * and renamed once synced), or when a valid record follows it (a save is
+ * written only after the previous one was synced, so valid data after a bad
+ * record means the bad one had been acknowledged).
+ *
+ * The last record of the LAST segment may be torn by a crash during its
+ * append (never acknowledged): it is cut off only when the torn-tail rule of
+ * torn.ts says so: (a) the file ends inside it, (b) the file is all zero from
+ * its start, or (c) its failing checksum is explained by an all-zero sector
+ * chunk and is not one flipped bit. Any other bad last record (a full-length
+ * record with a flipped bit in its header, checksums or payload) is
+ * corruption, never cut off.
  *
  * @module
  */
@@ -33,6 +41,7 @@ import {
   RecordFormatError,
   type SegmentHeader,
 } from "./record.ts";
+import { type ByteSource, checkRecord, describeFault, judgeTail } from "./torn.ts";
 
 /** Suffix of segment files. */
 export const SEGMENT_SUFFIX = ".wal";
@@ -111,8 +120,8 @@ export async function createSegment(
   return { file, name, size: bytes.length };
 }
 
-/** Reads a file forward through a window; `bytes()` may only move forward. */
-class ForwardReader {
+/** Reads a file forward through a window; `bytes()` may only move forward until `reset()`. */
+class ForwardReader implements ByteSource {
   readonly #file: Deno.FsFile;
   readonly #size: number;
   #buf = new Uint8Array(0);
@@ -133,6 +142,12 @@ class ForwardReader {
     return this.#buf.subarray(at, at + n);
   }
 
+  /** Forget the window: the next `bytes()` may be at any offset. */
+  reset(): void {
+    this.#start = 0;
+    this.#end = 0;
+  }
+
   async #refill(offset: number, n: number): Promise<void> {
     const want = Math.min(this.#size - offset, Math.max(n, READ_CHUNK_BYTES));
     const kept = Math.max(0, this.#end - offset);
@@ -143,7 +158,7 @@ class ForwardReader {
       if (kept > 0) fresh.set(this.#buf.subarray(offset - this.#start, this.#end - this.#start));
       this.#buf = fresh;
     }
-    if (kept === 0 && offset !== this.#end) await this.#file.seek(offset, Deno.SeekMode.Start);
+    if (kept === 0) await this.#file.seek(offset, Deno.SeekMode.Start);
     let filled = kept;
     // Each read brings at least one byte: at most `want` steps.
     for (let step = 0; filled < want && step <= want; step++) {
@@ -156,33 +171,6 @@ class ForwardReader {
     this.#start = offset;
     this.#end = offset + want;
   }
-}
-
-type FrameRead =
-  | { ok: true; payload: Uint8Array; next: number }
-  | { ok: false; reason: string; searchFrom: number };
-
-/** Read the frame at `offset` and check it. */
-async function readFrame(reader: ForwardReader, offset: number, size: number): Promise<FrameRead> {
-  if (size - offset < FRAME_HEADER_BYTES) {
-    return { ok: false, reason: "incomplete record header", searchFrom: size };
-  }
-  const header = decodeFrameHeader(await reader.bytes(offset, FRAME_HEADER_BYTES));
-  if (header === null) {
-    return { ok: false, reason: "record header checksum mismatch", searchFrom: offset + 1 };
-  }
-  if (header.length < 1 || header.length > RECORD_BYTES_MAX) {
-    return { ok: false, reason: `bad record length ${header.length}`, searchFrom: offset + 1 };
-  }
-  const next = offset + FRAME_HEADER_BYTES + header.length;
-  if (next > size) {
-    return { ok: false, reason: `incomplete record (${header.length} bytes)`, searchFrom: size };
-  }
-  const frame = await reader.bytes(offset, FRAME_HEADER_BYTES + header.length);
-  if (crc32c(frame, FRAME_HEADER_BYTES) !== header.crc) {
-    return { ok: false, reason: "record checksum mismatch", searchFrom: next };
-  }
-  return { ok: true, payload: frame.subarray(FRAME_HEADER_BYTES), next };
 }
 
 /** The first offset >= `from` where a valid record starts, or null. */
@@ -212,11 +200,14 @@ export interface SegmentScan {
   validEnd: number;
   /** true when the last segment ended with a torn record (from validEnd to size) */
   torn: boolean;
+  /** which case of the torn-tail rule it was (null: not torn) */
+  tornReason: string | null;
 }
 
 /**
  * Read a segment from start to end, checking every record, and hand each
- * batch (with its byte offset) to `onBatch` in order.
+ * batch (with its byte offset) to `on.batch` in order. A bad record is
+ * judged by the torn-tail rule (torn.ts) when it may be a torn tail.
  *
  * @param path the segment file
  * @param options `last`: this is the last segment (a torn tail is allowed);
@@ -238,19 +229,25 @@ export async function scanSegment(
     // Every record is longer than FRAME_HEADER_BYTES: at most size / FRAME_HEADER_BYTES steps.
     for (let step = 0; offset < size; step++) {
       assert(step <= size / FRAME_HEADER_BYTES, "segment scan does not progress");
-      const read = await readFrame(reader, offset, size);
-      if (!read.ok) {
-        if (!options.last) throw new StorageCorruptError(path, offset, read.reason);
-        if (header === null) throw new StorageCorruptError(path, offset, `${read.reason} (header)`);
-        const found = await findValidRecord(reader, read.searchFrom, size);
+      const read = await checkRecord(reader, offset, size);
+      if (read.fault !== null) {
+        const reason = describeFault(read.fault);
+        if (!options.last) throw new StorageCorruptError(path, offset, reason);
+        if (header === null) throw new StorageCorruptError(path, offset, `${reason} (header)`);
+        const verdict = await judgeTail(reader, offset, size, read.fault);
+        if (!verdict.torn) throw new StorageCorruptError(path, offset, verdict.why);
+        // A torn record is the last thing in the file: with its end unknown,
+        // a valid record after it means it was acknowledged.
+        reader.reset();
+        const found = await findValidRecord(reader, verdict.searchFrom, size);
         if (found !== null) {
           throw new StorageCorruptError(
             path,
             offset,
-            `${read.reason}, and a valid record follows at byte offset ${found}`,
+            `${reason}, and a valid record follows at byte offset ${found}`,
           );
         }
-        return { header, size, validEnd: offset, torn: true };
+        return { header, size, validEnd: offset, torn: true, tornReason: verdict.why };
       }
       let record;
       try {
@@ -274,7 +271,7 @@ export async function scanSegment(
       offset = read.next;
     }
     if (header === null) throw new StorageCorruptError(path, 0, "empty segment");
-    return { header, size, validEnd: offset, torn: false };
+    return { header, size, validEnd: offset, torn: false, tornReason: null };
   } finally {
     file.close();
   }
