@@ -195,6 +195,40 @@ export class RaftLog {
     return last ? last.index : 0;
   }
 
+  /**
+   * Whether node `id` may stand for election with this log, entries up to
+   * `commitIndex` being committed (thesis §4.2.2): it is a voter of the latest
+   * configuration, or it was a voter just before the latest conf_change entry
+   * (the one that removed it) and that entry is not yet committed.
+   *
+   * The thesis: "a server that is not part of its own latest configuration
+   * should still start new elections, as it might still be needed until the
+   * Cnew entry is committed (as in Figure 4.6). It does not count its own
+   * vote in elections unless it is part of its latest configuration." In
+   * Figure 4.6 the leader S1 removes itself from {S1, S2}; S2 lacks Cnew, so it
+   * needs S1's vote, which S1 refuses (S2's log is behind): S1 must campaign.
+   * A node that never was a voter (a new learner) never may, nor one whose
+   * removal is committed: from then on Cnew elects a leader without it.
+   *
+   * Election safety does not depend on who campaigns. Every candidate counts
+   * votes in its latest configuration, its own only when it is a voter there
+   * (`voteResult` ignores the others), and wins only with a majority of it;
+   * each server votes once per term. Which configurations logs hold is the
+   * leaders' doing: one server added or removed at a time, a change appended
+   * only once the previous one and an entry of the leader's term are
+   * committed (the latter, Ongaro's 2015 correction to single-server changes,
+   * covers changes made on diverging branches of the log). Any majority of a
+   * configuration overlaps any majority of the next one (thesis §4.1, Figure
+   * 4.3); that overlap, "the voter" of the safety argument, is there whether
+   * or not the candidate belongs to its latest configuration: two leaders in
+   * one term would need it to vote twice.
+   */
+  mayCampaign(id: NodeId, commitIndex: number): boolean {
+    if (this.membership().voters.includes(id)) return true;
+    const confIndex = this.lastConfIndex();
+    return confIndex > commitIndex && this.membershipAt(confIndex - 1).voters.includes(id);
+  }
+
   /** The membership in force once entries up to `index` are in the log. */
   membershipAt(index: number): Membership {
     for (let k = this.#confs.length - 1; k >= 0; k--) {

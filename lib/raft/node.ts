@@ -134,7 +134,7 @@ export class RaftNode {
     else this.#tickElection();
   }
 
-  /** Start an election now (pre-vote first when enabled). Ignored by a non-voter. */
+  /** Start an election now (pre-vote first when enabled), if it may (RaftLog.mayCampaign). */
   campaign(): void {
     if (this.#role === "leader" || !this.#promotable()) return;
     if (this.#preVote) this.#becomePreCandidate();
@@ -422,7 +422,10 @@ export class RaftNode {
     this.#requestVotes(true, false);
   }
 
-  /** §5.2: a new term, a vote for ourselves, and a request to every other voter. */
+  /**
+   * §5.2: a new term, a vote for ourselves (counted only if we are a voter of
+   * our latest configuration, thesis §4.2.2), and a request to every other voter.
+   */
   #becomeCandidate(transfer: boolean): void {
     this.#term += 1;
     this.#vote = this.id;
@@ -476,9 +479,12 @@ export class RaftNode {
     this.#randomizedElectionTimeout = base + this.#randomInt(jitter);
   }
 
-  /** A voter that has not been removed may campaign. */
+  /**
+   * May this node campaign? A voter of its latest configuration, or one whose
+   * removal is not yet committed (thesis §4.2.2, see RaftLog.mayCampaign).
+   */
   #promotable(): boolean {
-    return !this.#removed && this.#log.membership().voters.includes(this.id);
+    return !this.#removed && this.#log.mayCampaign(this.id, this.#commitIndex);
   }
 
   /** A leader's message in our term: follow it. False when it must be ignored. */

@@ -115,10 +115,11 @@ export interface RunOptions {
   diskFaults?: boolean;
   /**
    * the simulated operator also removes healthy voters, the leader included,
-   * while a node is lost for good (a bit flip). Off by default: lib/raft's
-   * removed leader never campaigns again while its removal is uncommitted, so
-   * with a node lost for good the cluster can stay leaderless (seed 1285).
-   * @default false
+   * while a node is lost for good (a bit flip). This found a removed leader
+   * that would not campaign while its removal was uncommitted, leaving the
+   * cluster leaderless for good (seed 1285, thesis §4.2.2); false gives the
+   * cautious operator that replaces a lost node before removing any other.
+   * @default true
    */
   removeVotersWhileLost?: boolean;
   /** print every event as it happens (replaying one seed verbosely) */
@@ -220,7 +221,7 @@ export class Simulation {
     );
     this.#plantedBugs = options.plantedBugs;
     this.#driverBugs = options.driverBugs ?? {};
-    this.#removeVotersWhileLost = options.removeVotersWhileLost === true;
+    this.#removeVotersWhileLost = options.removeVotersWhileLost !== false;
     this.#diskRng = new Rng(deriveSeed(seed, 4));
     this.trace = new Trace({ digest: options.digest, print: options.print });
     this.#net = new Network(new Rng(deriveSeed(seed, 1)));
@@ -984,8 +985,8 @@ export class Simulation {
   #removeNode(): void {
     const leader = this.#leader();
     if (!leader) return;
-    // While a node is lost for good, the operator removes no other voter (it
-    // replaces the lost one first): see RunOptions.removeVotersWhileLost.
+    // The cautious operator removes no other voter while a node is lost for
+    // good (it replaces the lost one first): see RunOptions.removeVotersWhileLost.
     const lost = this.#removeVotersWhileLost ? [] : this.#lostNodes();
     const voters = lost.length === 0
       ? leader.voters

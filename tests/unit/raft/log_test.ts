@@ -65,3 +65,32 @@ Deno.test("compaction keeps the snapshot's membership and later entries", () => 
   assert.deepEqual(log.membership(), { voters: [1, 2], learners: [] });
   assert.deepEqual(log.slice(4, 4).map((x) => x.index), [4]);
 });
+
+Deno.test("thesis §4.2.2: a node may campaign while its removal is uncommitted, never as a learner or once removed", () => {
+  // Reference: thesis §4.2.2, "a server that is not part of its own latest
+  // configuration should still start new elections, as it might still be
+  // needed until the Cnew entry is committed".
+  const log = new RaftLog(null, [
+    conf(1, 1, "add_voter", 1),
+    conf(2, 1, "add_voter", 2),
+    conf(3, 1, "add_voter", 3),
+    conf(4, 2, "add_learner", 4),
+    conf(5, 2, "remove_node", 3),
+  ]);
+  assert.deepEqual(log.membership(), { voters: [1, 2], learners: [4] });
+  // Entry 5 (removing 3) uncommitted: 3 may still campaign; learner 4 never may.
+  assert.equal(log.mayCampaign(1, 4), true);
+  assert.equal(log.mayCampaign(3, 4), true);
+  assert.equal(log.mayCampaign(4, 4), false);
+  assert.equal(log.mayCampaign(9, 4), false);
+  // Entry 5 committed: 3 is out for good.
+  assert.equal(log.mayCampaign(3, 5), false);
+  assert.equal(log.mayCampaign(2, 5), true);
+  // A new learner whose addition is uncommitted was no voter before it either.
+  const joining = new RaftLog(null, [conf(1, 1, "add_voter", 1), conf(2, 1, "add_learner", 2)]);
+  assert.equal(joining.mayCampaign(2, 1), false);
+  // The removal truncated away (another leader's entry at 5): 3 is a voter again.
+  assert.equal(log.append([e(5, 3)]), 5);
+  assert.deepEqual(log.membership().voters, [1, 2, 3]);
+  assert.equal(log.mayCampaign(3, 4), true);
+});

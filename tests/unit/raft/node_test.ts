@@ -266,6 +266,75 @@ Deno.test("§6 / thesis §4.2.2: a removed leader steps down once the change com
   assert.ok([2, 3].includes(leaders[0]!));
 });
 
+for (const preVote of [true, false]) {
+  Deno.test(`thesis §4.2.2 (Figure 4.6): a leader whose own removal is uncommitted campaigns again when the other needs it (pre-vote ${preVote ? "on" : "off"})`, () => {
+    // Reference: thesis §4.2.2, "a server that is not part of its own latest
+    // configuration should still start new elections, as it might still be
+    // needed until the Cnew entry is committed (as in Figure 4.6). It does not
+    // count its own vote in elections unless it is part of its latest configuration."
+    // Setup: S1 leads {S1, S2} and appends its own removal, which S2 never gets.
+    const net = new Net(2, { preVote });
+    net.elect(1);
+    net.deliverAll();
+    net.isolate(1);
+    net.get(1).node.proposeConfChange({ kind: "remove_node", nodeId: 1, context: "" });
+    net.tick(30); // S1 steps down (check-quorum); S2 cannot win without S1's vote
+    const s1 = net.get(1).node.status();
+    assert.notEqual(s1.role, "leader");
+    assert.deepEqual(s1.membership.voters, [2], "S1's latest configuration leaves it out");
+    assert.ok(s1.commitIndex < s1.lastIndex && !s1.removed, "its removal is not committed");
+    assert.deepEqual(net.leaders(), []);
+    // Action: the partition heals. S1 refuses S2 its vote (S2's log is behind),
+    // so only S1 can win: with S2's vote alone, a majority of Cnew = {S2}.
+    net.heal();
+    net.sent = [];
+    net.tick(60);
+    assert.ok(
+      net.sent.some((m) => m.type === "vote_response" && m.from === 1 && m.to === 2 && !m.granted),
+      "S1 refused S2",
+    );
+    // Check: S1 campaigned and won, committed Cnew, stepped down and handed over to S2.
+    const after = net.get(1).node.status();
+    assert.ok(after.electionsStarted > s1.electionsStarted, "S1 campaigned");
+    assert.equal(after.removed, true);
+    assert.deepEqual(net.leaders(), [2]);
+    const s2 = net.get(2).node.status();
+    assert.deepEqual(s2.membership.voters, [2]);
+    assert.equal(s2.commitIndex, s2.lastIndex);
+    net.get(2).node.propose(text("after"));
+    net.deliverAll();
+    assert.deepEqual(appliedPayloads(net.get(2)), ["after"]);
+  });
+}
+
+Deno.test("thesis §4.2.2: a new learner never campaigns, not even while its addition is uncommitted and no leader is heard", () => {
+  // Reference: thesis §4.2.2; only a server that was a voter may still be needed.
+  // Setup: leader 1 adds learner 4, which gets the entry; voters 2 and 3 do not.
+  const net = new Net(3);
+  net.elect(1);
+  net.deliverAll();
+  net.add(4, {
+    hardState: { term: 0, vote: 0, commit: 0 },
+    snapshot: null,
+    entries: [],
+    applied: 0,
+  });
+  for (const id of [2, 3]) net.cut.add(`1->${id}`).add(`${id}->1`);
+  net.get(1).node.proposeConfChange({ kind: "add_learner", nodeId: 4, context: "" });
+  net.tick(3, [1]);
+  const s4 = net.get(4).node.status();
+  assert.deepEqual(s4.membership.learners, [4]);
+  assert.ok(s4.commitIndex < s4.lastIndex, "its addition is not committed");
+  // Action: learner 4 hears nobody for ten election timeouts, and is told to campaign.
+  net.isolate(4);
+  net.tick(100, [4]);
+  net.get(4).node.campaign();
+  net.deliverAll();
+  // Check: it never campaigned.
+  assert.equal(net.get(4).node.status().electionsStarted, 0);
+  assert.equal(net.get(4).node.status().role, "follower");
+});
+
 Deno.test("§7: after snapshot_threshold applied entries a snapshot compacts the log; a lagging follower gets InstallSnapshot", () => {
   const net = new Net(3, { snapshotThreshold: 10 });
   net.elect(1);
