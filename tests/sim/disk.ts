@@ -212,17 +212,17 @@ export class Disk implements LogView {
   }
 
   /**
-   * Flip a bit in a record before the tail (a flip in the tail record would
-   * look torn: the WAL cuts such a record off, so only earlier records are
-   * flipped here). Only while the node is down.
+   * Flip a bit in any synced record, the tail included: the WAL tells a
+   * flipped bit from a torn write (lib/storage/wal/torn.ts), so the node
+   * refuses to start either way. Only while the node is down.
    *
    * @param rng chooses the record
-   * @returns the record corrupted, or null when there is no record before the tail
+   * @returns the record corrupted, or null when there is none (or one already is)
    */
   flipBit(rng: Rng): string | null {
     assert(this.#unsynced === null, "a bit flip while a record is unsynced");
-    if (this.records < 2 || this.corrupt !== null) return null;
-    this.corrupt = `record ${rng.range(1, this.records - 1)} of ${this.records}`;
+    if (this.records < 1 || this.corrupt !== null) return null;
+    this.corrupt = `record ${rng.range(1, this.records)} of ${this.records}`;
     return this.corrupt;
   }
 
