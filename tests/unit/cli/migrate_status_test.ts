@@ -80,6 +80,12 @@ Deno.test("pgraft status without a running agent says so and exits non-zero", as
       const code = await main(["status", "--config", config, "--json"], io);
       assert.notEqual(code, 0);
       assert.match(io.stderr(), /agent/i);
+      const report = JSON.parse(io.stdout()) as { members: unknown[]; nodes: unknown[] };
+      assert.deepEqual(report.members, []);
+      const table = collect();
+      assert.notEqual(await main(["status", "--config", config], table), 0);
+      assert.match(table.stdout(), /^cluster .* · leader: none known/);
+      assert.match(table.stderr(), /the agent is not running on this node/);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
