@@ -381,16 +381,21 @@ export class Replica {
   }
 
   /**
-   * A leader hands leadership to its most caught-up voter and waits (bounded)
-   * until it no longer leads.
+   * A leader hands leadership to its most caught-up live voter and waits
+   * (bounded) until it no longer leads.
    *
    * @returns the target, or null when this node does not lead or has no other voter
    */
   async handOver(timeoutMs: number): Promise<NodeId | null> {
     const st = this.#node.status();
     if (st.role !== "leader") return null;
+    // Only a voter heard from within the last two heartbeats is alive enough to
+    // take over (when the whole cluster stops, the others may be going too).
+    const aliveTicks = 2 * this.#config.heartbeatTicks;
     const best = st.progress
-      .filter((p) => !p.isLearner && st.membership.voters.includes(p.id))
+      .filter((p) =>
+        !p.isLearner && st.membership.voters.includes(p.id) && p.lastHeardTicks <= aliveTicks
+      )
       .sort((a, b) => b.matchIndex - a.matchIndex)[0];
     if (!best) return null;
     await this.transferLeadership(best.id);

@@ -356,9 +356,33 @@ async function bootstrap(nodes: DevNode[], say: (line: string) => void): Promise
 }
 
 /** Stop agents (SIGTERM: a leader hands over first), then the servers. */
+/**
+ * Stop agents (SIGTERM), then the servers. The followers go first and the
+ * leader last: it then has no live voter to hand leadership to and stops at
+ * once, instead of handing it to a follower that is stopping too.
+ */
 export async function stopDevCluster(nodes: DevNode[]): Promise<void> {
-  await Promise.all(nodes.map((node) => stopAgent(node)));
+  const leader = await leaderOf(nodes);
+  await Promise.all(nodes.filter((n) => n.id !== leader).map((node) => stopAgent(node)));
+  await Promise.all(nodes.filter((n) => n.id === leader).map((node) => stopAgent(node)));
   await Promise.all(nodes.map((node) => node.server.stop()));
+}
+
+/** The leader as a running agent's GET /status tells it (1 s at most each), or null. */
+async function leaderOf(nodes: DevNode[]): Promise<number | null> {
+  for (const node of nodes) {
+    if (!node.agent) continue;
+    try {
+      const res = await fetch(`http://127.0.0.1:${node.agentPort}/status`, {
+        signal: AbortSignal.timeout(1_000),
+      });
+      const { leader } = await res.json() as { leader?: unknown };
+      if (typeof leader === "number" && leader > 0) return leader;
+    } catch {
+      // this agent cannot tell: ask the next
+    }
+  }
+  return null;
 }
 
 /**
