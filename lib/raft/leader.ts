@@ -76,7 +76,11 @@ export class Leader {
    * hold it, or they fall silent for an election timeout (thesis §4.2.2), so
    * they learn they are removed.
    */
-  readonly #leaving = new Map<NodeId, number>();
+  /**
+   * removed nodes still informed: the index of the conf entry that removed
+   * them, and the ticks since it committed while they held it
+   */
+  readonly #leaving = new Map<NodeId, { confIndex: number; informedTicks: number }>();
   #transferTarget: NodeId = NONE;
   #transferElapsed = 0;
   #heartbeatElapsed = 0;
@@ -111,7 +115,16 @@ export class Leader {
     const { electionTicks, heartbeatTicks } = this.#host.timing;
     this.#heartbeatElapsed++;
     this.#progress.tick(electionTicks);
-    if (this.#leaving.size > 0) this.#retireLeaving();
+    if (this.#leaving.size > 0) {
+      const commit = this.#host.commitIndex();
+      for (const [id, leaving] of this.#leaving) {
+        const pr = this.#progress.get(id);
+        if (leaving.confIndex <= commit && pr && pr.match >= leaving.confIndex) {
+          leaving.informedTicks++;
+        }
+      }
+      this.#retireLeaving();
+    }
     if (this.#transferTarget !== NONE && ++this.#transferElapsed >= electionTicks) {
       this.#transferTarget = NONE; // abandon the transfer (thesis §3.10)
     }
@@ -327,23 +340,27 @@ export class Leader {
         continue;
       }
       // Keep informing a removed node until its removal commits (thesis §4.2.2).
-      if (!this.#leaving.has(id)) this.#leaving.set(id, log.lastConfIndex());
+      if (!this.#leaving.has(id)) {
+        this.#leaving.set(id, { confIndex: log.lastConfIndex(), informedTicks: 0 });
+      }
     }
   }
 
   /**
-   * Stop tracking removed nodes once their removal has committed and they
-   * either hold the entry that removed them (the heartbeat sent here then
-   * tells them it committed) or have been silent for an election timeout.
+   * Stop tracking a removed node once its removal has committed and either
+   * it holds the entry that removed it and has been told so by heartbeats for
+   * an election timeout (they carry a commit index covering the entry: one
+   * lost message must not leave it believing it is still a member), or it has
+   * been silent for an election timeout.
    */
   #retireLeaving(): void {
     const commit = this.#host.commitIndex();
-    for (const [id, confIndex] of this.#leaving) {
+    const { electionTicks } = this.#host.timing;
+    for (const [id, { confIndex, informedTicks }] of this.#leaving) {
       if (confIndex > commit) continue;
       const pr = this.#progress.get(id);
-      if (pr && pr.match < confIndex && pr.lastHeardTicks < this.#host.timing.electionTicks) {
-        continue;
-      }
+      const silent = !pr || pr.lastHeardTicks >= electionTicks;
+      if (!silent && (pr.match < confIndex || informedTicks < electionTicks)) continue;
       if (pr) this.#sendHeartbeat(pr, "");
       this.#leaving.delete(id);
       this.#progress.delete(id);

@@ -107,8 +107,25 @@ Deno.test("status table of a node in no cluster yet says so", () => {
 });
 
 Deno.test("dev ports: the README's fixed ports when free, any free port for one that is taken", () => {
-  const base = { pg: 20_000 + Math.floor(Math.random() * 20_000), agent: 0 };
-  base.agent = base.pg + 100;
+  // A base whose ports are all free right now (other processes on the machine take ports too).
+  const free = (port: number) => {
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  let base = { pg: 0, agent: 0 };
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const pg = 20_000 + Math.floor(Math.random() * 10_000);
+    const ports = [pg, pg + 1, pg + 2, pg + 100, pg + 101, pg + 102];
+    if (ports.every(free)) {
+      base = { pg, agent: pg + 100 };
+      break;
+    }
+  }
+  assert.ok(base.pg > 0, "found free ports to test with");
   const busy = Deno.listen({ hostname: "127.0.0.1", port: base.agent + 1 });
   try {
     const nodes = choosePorts(3, base);

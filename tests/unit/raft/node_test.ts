@@ -533,3 +533,28 @@ Deno.test("§5.2 split votes: a candidate that did not win retries after half an
   }
   assert.ok(followerTicks >= 10, `a follower campaigned after ${followerTicks} ticks`);
 });
+
+Deno.test("thesis §4.2.2: a removed follower that loses the first messages saying its removal committed still learns it", () => {
+  const net = new Net(3);
+  net.elect(1);
+  net.deliverAll();
+  const { index: confIndex } = net.get(1).node.proposeConfChange({
+    kind: "remove_node",
+    nodeId: 3,
+    context: "",
+  });
+  // Lose what tells node 3 the removal committed, for a while (not for good).
+  let dropped = 0;
+  net.filter = (m) => {
+    const tells = m.to === 3 && (m.type === "heartbeat_request" || m.type === "append_request") &&
+      m.commit >= confIndex;
+    if (tells && dropped < 3) {
+      dropped++;
+      return false;
+    }
+    return true;
+  };
+  net.tick(40);
+  assert.ok(dropped >= 1, "the first messages were lost");
+  assert.equal(net.get(3).node.status().removed, true, "later heartbeats told it");
+});
