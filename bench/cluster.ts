@@ -4,18 +4,36 @@
  * harness. Commit latency with one client, throughput at 1/16/64 closed-loop
  * clients, agent RSS after the load, SQL status function latency, leadership
  * transfer, SIGTERM handoff under a writing client, and failover after kill -9
- * of the leader's agent.
+ * and after SIGSTOP of the leader's agent.
+ *
+ * With `peer: "etcd"` a 3-member etcd (bench/etcd.ts, same timeouts) runs
+ * beside it for the whole run and the same load generator (bench/load.ts)
+ * measures both, alternating: commit latency, throughput, and failover rounds
+ * (kill -9 and SIGSTOP of the leader's process), plus etcd's RSS and CPU.
  *
  * @module
  */
 
 import { type TestCluster, withCluster } from "../tests/helpers/cluster.ts";
-import { KvClient, VALUE_100B } from "./kv_client.ts";
-import { cpuByGroup, type Grouper, readProcTimes } from "./proc.ts";
+import { ETCD_MISSING, EtcdCluster, EtcdTarget, etcdVersion } from "./etcd.ts";
+import { KvClient, type PutOutcome, VALUE_100B } from "./kv_client.ts";
+import {
+  agreementAfter,
+  commitLatency,
+  type Contender,
+  failoverRound,
+  failoverSummary,
+  type FailoverTarget,
+  firstAcceptedWrite,
+  type LossKind,
+  throughput,
+} from "./load.ts";
+import type { Grouper } from "./proc.ts";
 import {
   eventually,
   latencySummary,
   median,
+  pick,
   progress,
   round,
   rssMb,
@@ -26,15 +44,29 @@ import {
 export const HEARTBEAT_MS = 100;
 export const ELECTION_MS = 1_000;
 
-/** Sizes of a run. */
+/** The system measured beside pgraft. */
+export type Peer = "etcd";
+
+/** Sizes of a run, and the peer to measure beside pgraft. */
 export interface ClusterBenchOptions {
   quick: boolean;
+  /** run a 3-member etcd beside the pgraft cluster and measure both @default null */
+  peer?: Peer | null;
+}
+
+/** pgraft's figures, and the peer's when one was asked for (or why it was not measured). */
+export interface ClusterBenchResult {
+  cluster: Record<string, unknown>;
+  etcd: Record<string, unknown> | null;
 }
 
 const IDS = [1, 2, 3];
 
 /** The leader every node in `ids` agrees on (through SQL), or null. */
-async function agreedLeader(cluster: TestCluster, ids: number[]): Promise<number | null> {
+async function agreedLeader(
+  cluster: TestCluster,
+  ids: readonly number[],
+): Promise<number | null> {
   const seen = await Promise.all(ids.map((id) => cluster.leaderSeenBy(id).catch(() => null)));
   return seen[0] && seen.every((l) => l === seen[0]) ? seen[0] : null;
 }
@@ -60,80 +92,6 @@ export async function settled(cluster: TestCluster, timeoutMs = 20_000): Promise
   }, 25);
 }
 
-/**
- * Poll writes to every node in `ids` until one answers 200; returns the time
- * since `t0` and that node. Bounded by `timeoutMs`.
- */
-async function firstAcceptedWrite(
-  kv: KvClient,
-  cluster: TestCluster,
-  ids: number[],
-  t0: number,
-  key: string,
-  timeoutMs = 10_000,
-): Promise<{ ms: number; node: number; attempts: number }> {
-  const deadline = t0 + timeoutMs;
-  let done: { ms: number; node: number; attempts: number } | null = null;
-  let attempts = 0;
-  await Promise.all(ids.map(async (id) => {
-    const port = cluster.node(id).agentPort;
-    while (!done && performance.now() < deadline) {
-      attempts++;
-      const out = await kv.put(port, key, VALUE_100B, 1_000);
-      if (out.status === 200) {
-        done ??= { ms: performance.now() - t0, node: id, attempts };
-        return;
-      }
-      await sleep(5);
-    }
-  }));
-  if (!done) throw new Error(`no node of ${ids} accepted a write within ${timeoutMs} ms`);
-  return done;
-}
-
-/** Wait until the nodes in `ids` agree on a leader other than `not`; ms since `t0`. */
-async function agreementAfter(
-  cluster: TestCluster,
-  ids: number[],
-  not: number,
-  t0: number,
-  timeoutMs = 10_000,
-): Promise<{ ms: number; leader: number }> {
-  const leader = await eventually("the survivors agree on a new leader", timeoutMs, async () => {
-    const l = await agreedLeader(cluster, ids);
-    return l && l !== not ? l : null;
-  }, 5);
-  return { ms: performance.now() - t0, leader };
-}
-
-/** Sequential PUTs to the leader over HTTP; latency of each. */
-async function commitLatency(
-  cluster: TestCluster,
-  kv: KvClient,
-  port: number,
-  ops: number,
-  warmup: number,
-): Promise<Record<string, unknown>> {
-  let errors = 0;
-  const once = async (i: number) => {
-    const out = await kv.put(port, `lat/${i % 1000}`, VALUE_100B);
-    if (out.status !== 200) errors++;
-  };
-  for (let i = 0; i < warmup; i++) await once(i);
-  const cpuBefore = await readProcTimes();
-  const started = performance.now();
-  const samples = await timedLoop(ops, 60_000, once);
-  const seconds = (performance.now() - started) / 1000;
-  const cpu = cpuByGroup(cpuBefore, await readProcTimes(), seconds, clusterGrouper(cluster));
-  return {
-    ...latencySummary(samples),
-    mean_ms: round(samples.reduce((a, b) => a + b, 0) / Math.max(1, samples.length)),
-    errors,
-    value_bytes: 100,
-    cpu_pct_of_one_core: cpu,
-  };
-}
-
 async function termOf(cluster: TestCluster, id: number): Promise<number | null> {
   const [row] = await cluster.sql(id)`select pgraft_get_term() as t`;
   return row?.t === null || row?.t === undefined ? null : Number(row.t);
@@ -153,52 +111,63 @@ function clusterGrouper(cluster: TestCluster): Grouper {
       : agents.get(pid) ?? servers.get(pid) ?? servers.get(ppid) ?? null;
 }
 
-/** Closed-loop writers for `durationMs`: writes/s, latency of successful writes, errors. */
-async function throughput(
-  cluster: TestCluster,
-  kv: KvClient,
-  port: number,
-  clients: number,
-  durationMs: number,
-): Promise<Record<string, unknown>> {
-  const samples: number[] = [];
-  const errors: Record<string, number> = {};
-  // A short warm-up opens every client's connection before the clock starts.
-  await Promise.all(
-    Array.from({ length: clients }, (_, c) => kv.put(port, `tp/${c}/warm`, VALUE_100B)),
-  );
-  const cpuBefore = await readProcTimes();
-  const started = performance.now();
-  const deadline = started + durationMs;
-  await Promise.all(Array.from({ length: clients }, async (_, c) => {
-    let to = port;
-    for (let i = 0; performance.now() < deadline; i++) {
-      const t = performance.now();
-      const out = await kv.put(to, `tp/${c}/${i % 200}`, VALUE_100B, 5_000);
-      // A leader change meanwhile: follow the redirect (the 307 still counts as an error).
-      if (out.status === 307 && out.location) to = Number(new URL(out.location).port);
-      if (out.status === 200) {
-        samples.push(performance.now() - t);
-      } else {
-        const what = out.status ? `http_${out.status}` : (out.error ?? "error").slice(0, 80);
-        errors[what] = (errors[what] ?? 0) + 1;
-        await sleep(5);
-      }
-    }
-  }));
-  const seconds = (performance.now() - started) / 1000;
-  const cpu = cpuByGroup(cpuBefore, await readProcTimes(), seconds, clusterGrouper(cluster));
-  const errorCount = Object.values(errors).reduce((a, b) => a + b, 0);
-  return {
-    clients,
-    seconds: round(seconds, 3),
-    writes: samples.length,
-    writes_per_s: Math.round(samples.length / seconds),
-    ...latencySummary(samples),
-    errors: errorCount,
-    ...(errorCount ? { error_kinds: errors } : {}),
-    cpu_pct_of_one_core: cpu,
-  };
+/**
+ * pgraft as a target of the load generator: PUT /v1/kv/{key} to the leader's
+ * agent (found by {@link PgraftTarget.settle}); a 307 answer points the next
+ * write at its Location (the 307 itself is not a success), as a client does.
+ */
+export class PgraftTarget implements FailoverTarget {
+  readonly name = "pgraft";
+  readonly ids: readonly number[] = IDS;
+  readonly cluster: TestCluster;
+  readonly kv: KvClient;
+  #port: number;
+
+  constructor(cluster: TestCluster, kv: KvClient) {
+    this.cluster = cluster;
+    this.kv = kv;
+    this.#port = cluster.node(IDS[0]!).agentPort;
+  }
+
+  async settle(timeoutMs = 20_000): Promise<number> {
+    const leader = await settled(this.cluster, timeoutMs);
+    this.#port = this.cluster.node(leader).agentPort;
+    return leader;
+  }
+
+  async put(key: string, value: string, timeoutMs = 2_000): Promise<PutOutcome> {
+    const out = await this.kv.put(this.#port, key, value, timeoutMs);
+    if (out.status === 307 && out.location) this.#port = Number(new URL(out.location).port);
+    return out;
+  }
+
+  putTo(id: number, key: string, value: string, timeoutMs = 2_000): Promise<PutOutcome> {
+    return this.kv.put(this.cluster.node(id).agentPort, key, value, timeoutMs);
+  }
+
+  agreedLeader(ids: readonly number[]): Promise<number | null> {
+    return agreedLeader(this.cluster, ids);
+  }
+
+  kill(id: number): Promise<void> {
+    return this.cluster.stopAgent(id, "SIGKILL");
+  }
+
+  signal(id: number, what: "pause" | "resume"): void {
+    this.cluster.signalAgent(id, what === "pause" ? "SIGSTOP" : "SIGCONT");
+  }
+
+  pid(id: number): number | null {
+    return this.cluster.node(id).agent?.pid ?? null;
+  }
+
+  restart(id: number): Promise<void> {
+    return this.cluster.startAgent(id);
+  }
+
+  term(id: number): Promise<number | null> {
+    return termOf(this.cluster, id);
+  }
 }
 
 /** The leader's own log statistics (append batching, persist latency, snapshots). */
@@ -232,70 +201,13 @@ async function sqlStatusLatency(
   return result;
 }
 
-/** Restart node `id`'s agent and wait until the cluster is settled again (it caught up). */
-async function restartAndCatchUp(cluster: TestCluster, id: number): Promise<number> {
-  const t0 = performance.now();
-  await cluster.startAgent(id);
-  await settled(cluster, 30_000);
-  return performance.now() - t0;
-}
-
-/** Failover after kill -9 of the leader's agent, `rounds` times. */
-async function failover(
-  cluster: TestCluster,
-  kv: KvClient,
-  rounds: number,
-): Promise<Record<string, unknown>> {
-  const runs: Record<string, unknown>[] = [];
-  for (let round_ = 1; round_ <= rounds; round_++) {
-    const leader = await settled(cluster);
-    const survivors = IDS.filter((id) => id !== leader);
-    // Open keep-alive connections to the survivors, as a client already talking to them has.
-    await Promise.all(
-      survivors.map((id) => kv.put(cluster.node(id).agentPort, "fo/warm", VALUE_100B)),
-    );
-    const termBefore = await termOf(cluster, survivors[0]!);
-    const t0 = performance.now();
-    const stopping = cluster.stopAgent(leader, "SIGKILL");
-    const [write, agree] = await Promise.all([
-      firstAcceptedWrite(kv, cluster, survivors, t0, `fo/${round_}`),
-      agreementAfter(cluster, survivors, leader, t0),
-    ]);
-    await stopping;
-    const termAfter = await termOf(cluster, write.node);
-    const catchUpMs = await restartAndCatchUp(cluster, leader);
-    const run = {
-      round: round_,
-      killed: leader,
-      new_leader: write.node,
-      to_write_ms: Math.round(write.ms),
-      to_agreement_ms: Math.round(agree.ms),
-      // > 1: more than one election round (a split vote) before a leader won
-      terms_advanced: termBefore !== null && termAfter !== null ? termAfter - termBefore : null,
-      restart_catch_up_ms: Math.round(catchUpMs),
-    };
-    progress(`failover round ${round_}: ${JSON.stringify(run)}`);
-    runs.push(run);
-  }
-  const toWrite = runs.map((r) => r.to_write_ms as number);
-  const toAgree = runs.map((r) => r.to_agreement_ms as number);
-  return {
-    rounds: runs.length,
-    to_write_median_ms: median(toWrite),
-    to_write_max_ms: Math.max(...toWrite),
-    to_agreement_median_ms: median(toAgree),
-    to_agreement_max_ms: Math.max(...toAgree),
-    election_timeout_ms: ELECTION_MS,
-    runs,
-  };
-}
-
 /** pgraft_transfer_leadership(n) on the leader → n accepts a write; `rounds` times. */
 async function transfer(
   cluster: TestCluster,
-  kv: KvClient,
+  pgraft: PgraftTarget,
   rounds: number,
 ): Promise<Record<string, unknown>> {
+  const kv = pgraft.kv;
   const runs: Record<string, unknown>[] = [];
   for (let round_ = 1; round_ <= rounds; round_++) {
     const leader = await settled(cluster);
@@ -304,8 +216,8 @@ async function transfer(
     const t0 = performance.now();
     await cluster.sql(leader)`select pgraft_transfer_leadership(${target})`;
     const sqlMs = performance.now() - t0;
-    const write = await firstAcceptedWrite(kv, cluster, [target], t0, `tr/${round_}`);
-    const agree = await agreementAfter(cluster, IDS, leader, t0);
+    const write = await firstAcceptedWrite(pgraft, [target], t0, `tr/${round_}`, { everyMs: 5 });
+    const agree = await agreementAfter(pgraft, IDS, leader, t0);
     const run = {
       round: round_,
       from: leader,
@@ -382,8 +294,9 @@ function backgroundWriter(cluster: TestCluster, kv: KvClient, startAt: number) {
 /** SIGTERM the leader's agent with a client writing; time to a new leader's first write. */
 async function sigtermHandoff(
   cluster: TestCluster,
-  kv: KvClient,
+  pgraft: PgraftTarget,
 ): Promise<Record<string, unknown>> {
+  const kv = pgraft.kv;
   const leader = await settled(cluster);
   const survivors = IDS.filter((id) => id !== leader);
   await Promise.all(
@@ -394,8 +307,8 @@ async function sigtermHandoff(
   const t0 = performance.now();
   const stopping = cluster.stopAgent(leader, "SIGTERM").then(() => performance.now() - t0);
   const [write, agree] = await Promise.all([
-    firstAcceptedWrite(kv, cluster, survivors, t0, "st/probe"),
-    agreementAfter(cluster, survivors, leader, t0),
+    firstAcceptedWrite(pgraft, survivors, t0, "st/probe", { everyMs: 5 }),
+    agreementAfter(pgraft, survivors, leader, t0),
   ]);
   const exitMs = await stopping;
   await sleep(1_000);
@@ -404,7 +317,10 @@ async function sigtermHandoff(
   const worst = during.length ? Math.max(...during.map((l) => l.ms)) : NaN;
   const { failed, retries } = writer.stats();
   const delayed = during.filter((l) => l.ms > ELECTION_MS).length;
-  const catchUpMs = await restartAndCatchUp(cluster, leader);
+  const restartedAt = performance.now();
+  await pgraft.restart(leader);
+  await pgraft.settle(30_000);
+  const catchUpMs = performance.now() - restartedAt;
   return {
     stopped: leader,
     new_leader: write.node,
@@ -424,77 +340,274 @@ async function sigtermHandoff(
   };
 }
 
-async function rssAll(cluster: TestCluster): Promise<Record<string, number | null>> {
+/** RSS of every running agent in MB: now, or its peak since it started (`"VmHWM"`). */
+async function rssAll(
+  cluster: TestCluster,
+  field: "VmRSS" | "VmHWM" = "VmRSS",
+): Promise<Record<string, number | null>> {
   const out: Record<string, number | null> = {};
   for (const id of IDS) {
     const pid = cluster.node(id).agent?.pid;
-    out[`node${id}`] = pid ? await rssMb(pid) : null;
+    out[`node${id}`] = pid ? await rssMb(pid, field) : null;
   }
   return out;
 }
 
-/** Run the cluster benchmark; returns its figures. */
-export async function clusterBench(options: ClusterBenchOptions): Promise<Record<string, unknown>> {
+/** One figure of pgraft beside etcd's. */
+export interface Versus {
+  pgraft: number | null;
+  etcd: number | null;
+  /** pgraft / etcd */
+  ratio: number | null;
+  /** which side of 1 the ratio is on when pgraft does better */
+  pgraft_better_when: "ratio > 1" | "ratio < 1";
+  pgraft_better: boolean | null;
+}
+
+/** The largest number among the values of `obj` (a per-node record), or null. */
+function maxOf(obj: unknown): number | null {
+  if (typeof obj !== "object" || obj === null) return null;
+  const xs = Object.values(obj).filter((x): x is number => typeof x === "number");
+  return xs.length ? Math.max(...xs) : null;
+}
+
+/**
+ * Each figure both systems were measured on, pgraft's beside etcd's with the
+ * ratio pgraft / etcd (throughput: higher is better; latencies, failover
+ * times, CPU per write and memory: lower is better).
+ */
+export function versusEtcd(
+  pgraft: Record<string, unknown>,
+  etcd: Record<string, unknown>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    ratio: "pgraft / etcd, for every figure",
+  };
+  const add = (name: string, a: number | null, b: number | null, higherIsBetter: boolean) => {
+    const ratio = a !== null && b !== null && b !== 0 ? round(a / b, 2) : null;
+    const entry: Versus = {
+      pgraft: a,
+      etcd: b,
+      ratio,
+      pgraft_better_when: higherIsBetter ? "ratio > 1" : "ratio < 1",
+      pgraft_better: ratio === null ? null : higherIsBetter ? ratio > 1 : ratio < 1,
+    };
+    out[name] = entry;
+  };
+  const both = (path: string[], higherIsBetter: boolean) =>
+    add(path.join("."), pick(pgraft, ...path), pick(etcd, ...path), higherIsBetter);
+  both(["commit_latency_1_client", "p50_ms"], false);
+  both(["commit_latency_1_client", "p99_ms"], false);
+  for (const clients of [1, 16, 64]) {
+    both(["throughput", `clients_${clients}`, "writes_per_s"], true);
+    both(["throughput", `clients_${clients}`, "p50_ms"], false);
+    both(["throughput", `clients_${clients}`, "p99_ms"], false);
+  }
+  both(["throughput", "clients_64", "cpu_ms_per_write"], false);
+  both(["failover", "to_write_median_ms"], false);
+  both(["failover", "to_write_max_ms"], false);
+  both(["failover_silent", "to_write_median_ms"], false);
+  both(["failover_silent", "to_write_max_ms"], false);
+  add(
+    "rss_peak_mb (max over nodes; pgraft: the agent alone, without PostgreSQL)",
+    maxOf(pgraft["rss_peak_mb"]),
+    maxOf(etcd["rss_peak_mb"]),
+    false,
+  );
+  return out;
+}
+
+/** Run the cluster benchmark (and etcd's beside it when asked); returns the figures. */
+export async function clusterBench(options: ClusterBenchOptions): Promise<ClusterBenchResult> {
   const q = options.quick;
   const extraConfig = `pgraft.heartbeat_interval = '${HEARTBEAT_MS}ms'\n` +
     `pgraft.election_timeout = '${ELECTION_MS}ms'\n`;
   const startedAt = performance.now();
+  let peerResult: Record<string, unknown> | null = null;
   progress("cluster: starting 3 PostgreSQL servers and 3 agents");
-  return await withCluster({ nodes: 3, bootstrap: true, extraConfig }, async (cluster) => {
-    const kv = new KvClient();
-    try {
-      const result: Record<string, unknown> = {
-        nodes: 3,
-        heartbeat_ms: HEARTBEAT_MS,
-        election_timeout_ms: ELECTION_MS,
-      };
-      let leader = await settled(cluster, 30_000);
-      progress(`cluster: up in ${Math.round(performance.now() - startedAt)} ms, leader ${leader}`);
-      result["rss_idle_mb"] = await rssAll(cluster);
-
-      progress("cluster: SQL status function latency");
-      result["sql_status"] = await sqlStatusLatency(cluster, leader, q ? 100 : 300);
-
-      progress("cluster: commit latency, one client");
-      const port = () => cluster.node(leader).agentPort;
-      result["commit_latency_1_client"] = await commitLatency(
-        cluster,
-        kv,
-        port(),
-        q ? 300 : 2_000,
-        q ? 50 : 200,
-      );
-
-      const tp: Record<string, unknown> = {};
-      for (const clients of [1, 16, 64]) {
-        progress(`cluster: throughput, ${clients} clients`);
-        leader = await settled(cluster);
-        tp[`clients_${clients}`] = await throughput(
-          cluster,
-          kv,
-          port(),
-          clients,
-          q ? 1_500 : 5_000,
+  const pgraftResult = await withCluster(
+    { nodes: 3, bootstrap: true, extraConfig },
+    async (cluster) => {
+      const kv = new KvClient();
+      const pgraft = new PgraftTarget(cluster, kv);
+      let etcd: EtcdCluster | null = null;
+      let etcdTarget: EtcdTarget | null = null;
+      try {
+        const result: Record<string, unknown> = {
+          nodes: 3,
+          heartbeat_ms: HEARTBEAT_MS,
+          election_timeout_ms: ELECTION_MS,
+        };
+        let leader = await pgraft.settle(30_000);
+        progress(
+          `cluster: up in ${Math.round(performance.now() - startedAt)} ms, leader ${leader}`,
         );
+
+        // The peer runs beside pgraft for the whole run; a failure of one of its
+        // steps is recorded in its section and pgraft's figures go on.
+        const peer: Record<string, unknown> = {};
+        const peerErrors: Record<string, string> = {};
+        if (options.peer === "etcd") {
+          peerResult = peer;
+          const version = await etcdVersion();
+          if (!version) {
+            progress(`etcd: ${ETCD_MISSING}; pgraft's figures alone`);
+            peer["skipped"] = ETCD_MISSING;
+          } else {
+            progress(`etcd: starting 3 members (etcd ${version})`);
+            try {
+              etcd = await EtcdCluster.start({
+                heartbeatMs: HEARTBEAT_MS,
+                electionMs: ELECTION_MS,
+              });
+              etcdTarget = new EtcdTarget(etcd);
+              Object.assign(peer, {
+                version,
+                members: 3,
+                heartbeat_ms: HEARTBEAT_MS,
+                election_timeout_ms: ELECTION_MS,
+                settings: "--heartbeat-interval and --election-timeout as pgraft's; etcd's " +
+                  "defaults otherwise (snapshot count, backend quota, pre-vote off), " +
+                  "data on the same disk, writes through the HTTP gateway POST /v3/kv/put",
+                leader: await etcdTarget.settle(),
+              });
+            } catch (error) {
+              progress(`etcd: FAILED to start: ${(error as Error).message}`);
+              peer["error"] = `start: ${(error as Error).message}`;
+            }
+          }
+        }
+        /** Run one etcd step when etcd runs; null when it does not or the step failed. */
+        const peerStep = async <T>(
+          name: string,
+          fn: (t: EtcdTarget, e: EtcdCluster) => Promise<T>,
+        ): Promise<T | null> => {
+          if (!etcd || !etcdTarget) return null;
+          try {
+            return await fn(etcdTarget, etcd);
+          } catch (error) {
+            progress(`etcd: ${name} FAILED: ${(error as Error).stack ?? error}`);
+            peerErrors[name] = (error as Error).message;
+            peer["errors"] = peerErrors;
+            return null;
+          }
+        };
+        /** CPU groups: pgraft's agents and servers, etcd's members, this client. */
+        const grouper = (): Grouper => {
+          const a = clusterGrouper(cluster);
+          const b = etcd?.grouper();
+          return (pid, ppid) => a(pid, ppid) ?? b?.(pid, ppid) ?? null;
+        };
+        const setPeer = (key: string, value: unknown) => {
+          if (value !== null) peer[key] = value;
+        };
+
+        result["rss_idle_mb"] = await rssAll(cluster);
+        setPeer("rss_idle_mb", await peerStep("rss", (_, e) => e.rss()));
+
+        progress("cluster: SQL status function latency");
+        result["sql_status"] = await sqlStatusLatency(cluster, leader, q ? 100 : 300);
+
+        // Commit latency and throughput: pgraft and etcd interleaved in slices
+        // (A B, B A, …), who starts alternating from one measurement to the next.
+        const slices = q ? 2 : 4;
+        /** Settle both systems and list them, `etcdFirst` or not; etcd only when it settles. */
+        const contenders = async (etcdFirst: boolean): Promise<Contender[]> => {
+          leader = await pgraft.settle();
+          const list: Contender[] = [{ target: pgraft, systemGroups: ["agent_", "postgres_"] }];
+          const e = await peerStep("settle", async (t) => {
+            await t.settle();
+            return { target: t, systemGroups: ["etcd_"] };
+          });
+          if (e && etcdFirst) list.unshift(e);
+          else if (e) list.push(e);
+          return list;
+        };
+        const names = (list: Contender[]) => list.map((c) => c.target.name).join(", ");
+
+        let list = await contenders(false);
+        progress(`cluster: commit latency, one client (${names(list)}; ${slices} slices)`);
+        const latency = await commitLatency(list, {
+          ops: q ? 300 : 2_000,
+          warmup: q ? 50 : 200,
+          grouper: grouper(),
+          slices,
+        });
+        result["commit_latency_1_client"] = latency["pgraft"];
+        setPeer("commit_latency_1_client", latency["etcd"] ?? null);
+
+        const tp: Record<string, unknown> = {};
+        const etcdTp: Record<string, unknown> = {};
+        const clientCounts = [1, 16, 64];
+        for (const [k, clients] of clientCounts.entries()) {
+          list = await contenders(k % 2 === 0);
+          progress(`cluster: throughput, ${clients} clients (${names(list)}; ${slices} slices)`);
+          const both = await throughput(list, {
+            clients,
+            durationMs: q ? 1_500 : 5_000,
+            grouper: grouper(),
+            slices,
+          });
+          tp[`clients_${clients}`] = both["pgraft"];
+          if (both["etcd"]) etcdTp[`clients_${clients}`] = both["etcd"];
+        }
+        result["throughput"] = tp;
+        if (etcd) {
+          peer["throughput"] = etcdTp;
+          setPeer("rss_after_load_mb", await peerStep("rss", (_, e) => e.rss()));
+          setPeer("rss_peak_mb", await peerStep("rss", (_, e) => e.rss("VmHWM")));
+        }
+        result["leader_log_stats_after_load"] = await logStats(cluster, leader);
+        result["rss_after_load_mb"] = await rssAll(cluster);
+        result["rss_peak_mb"] = await rssAll(cluster, "VmHWM");
+
+        progress("cluster: leadership transfer");
+        result["transfer"] = await transfer(cluster, pgraft, q ? 2 : 5);
+
+        progress("cluster: SIGTERM handoff");
+        result["sigterm_handoff"] = await sigtermHandoff(cluster, pgraft);
+
+        // Failover: rounds alternating between the two systems (who goes first too);
+        // after an etcd round failed, the other etcd rounds of that kind are left out.
+        const rounds = q ? 2 : 5;
+        for (const kind of ["kill", "pause"] as LossKind[]) {
+          const key = kind === "kill" ? "failover" : "failover_silent";
+          progress(`cluster: failover after ${kind === "kill" ? "kill -9" : "SIGSTOP"}`);
+          const pgraftRuns: Record<string, unknown>[] = [];
+          const etcdRuns: Record<string, unknown>[] = [];
+          let etcdOk = true;
+          for (let r = 1; r <= rounds; r++) {
+            const etcdRound = async () => {
+              if (!etcdOk) return;
+              const run = await peerStep(
+                key,
+                (t) => failoverRound(t, kind, r, { heartbeatMs: HEARTBEAT_MS }),
+              );
+              if (run) etcdRuns.push(run);
+              else etcdOk = false;
+            };
+            if (r % 2 === 0) await etcdRound();
+            pgraftRuns.push(await failoverRound(pgraft, kind, r, { heartbeatMs: HEARTBEAT_MS }));
+            if (r % 2 === 1) await etcdRound();
+          }
+          result[key] = failoverSummary(kind, pgraftRuns, ELECTION_MS);
+          if (etcd && etcdRuns.length) peer[key] = failoverSummary(kind, etcdRuns, ELECTION_MS);
+        }
+
+        result["rss_end_mb"] = await rssAll(cluster);
+        setPeer("rss_end_mb", await peerStep("rss", (_, e) => e.rss()));
+        result["seconds"] = round((performance.now() - startedAt) / 1000, 1);
+        return result;
+      } finally {
+        etcdTarget?.close();
+        kv.close();
+        if (etcd) {
+          const t = performance.now();
+          await etcd.stop();
+          progress(`etcd: every member stopped in ${Math.round(performance.now() - t)} ms`);
+        }
       }
-      result["throughput"] = tp;
-      result["leader_log_stats_after_load"] = await logStats(cluster, leader);
-      result["rss_after_load_mb"] = await rssAll(cluster);
-
-      progress("cluster: leadership transfer");
-      result["transfer"] = await transfer(cluster, kv, q ? 2 : 5);
-
-      progress("cluster: SIGTERM handoff");
-      result["sigterm_handoff"] = await sigtermHandoff(cluster, kv);
-
-      progress("cluster: failover after kill -9");
-      result["failover"] = await failover(cluster, kv, q ? 2 : 5);
-
-      result["rss_end_mb"] = await rssAll(cluster);
-      result["seconds"] = round((performance.now() - startedAt) / 1000, 1);
-      return result;
-    } finally {
-      kv.close();
-    }
-  });
+    },
+  );
+  return { cluster: pgraftResult, etcd: peerResult };
 }

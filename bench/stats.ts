@@ -19,6 +19,16 @@ export function percentile(samples: readonly number[], p: number): number {
   return sorted[rank]!;
 }
 
+/** A finite number at `path` inside `obj`, or null. */
+export function pick(obj: unknown, ...path: string[]): number | null {
+  let at: unknown = obj;
+  for (const key of path) {
+    if (typeof at !== "object" || at === null) return null;
+    at = (at as Record<string, unknown>)[key];
+  }
+  return typeof at === "number" && Number.isFinite(at) ? at : null;
+}
+
 /** Median of `samples` (NaN when empty). */
 export function median(samples: readonly number[]): number {
   return percentile(samples, 0.5);
@@ -63,11 +73,17 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 /** Poll until a check holds (the e2e tests' helper). */
 export { eventually } from "../tests/helpers/cluster.ts";
 
-/** Resident set size of a process in MB (VmRSS of /proc/<pid>/status), or null. */
-export async function rssMb(pid: number): Promise<number | null> {
+/**
+ * Resident set size of a process in MB, or null: now (VmRSS of
+ * /proc/<pid>/status), or its peak since it started (`"VmHWM"`).
+ */
+export async function rssMb(
+  pid: number,
+  field: "VmRSS" | "VmHWM" = "VmRSS",
+): Promise<number | null> {
   try {
     const status = await Deno.readTextFile(`/proc/${pid}/status`);
-    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+    const match = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m").exec(status);
     return match ? round(Number(match[1]) / 1024, 1) : null;
   } catch {
     return null;
