@@ -15,6 +15,7 @@
  */
 
 import { type Cluster, kvApi } from "../api/mod.ts";
+import { deadline } from "../async.ts";
 import {
   ELECTION_HEARTBEAT_RATIO_MIN,
   type LoadedConfig,
@@ -59,6 +60,9 @@ import { Peers } from "./peers.ts";
 import { raftConfig, Replica, type ReplicaEvents } from "./replica.ts";
 import { effectiveConfigRows, effectiveSettings, timingFor } from "./settings.ts";
 import { httpStatus, membersView, statusSnapshot } from "./status.ts";
+
+/** Longest a peer's request waits for this node's replies before answering without them. */
+const REPLY_WAIT_MS = 250;
 
 /** Options for {@link Agent.start}. */
 export interface AgentOptions {
@@ -148,6 +152,9 @@ export class Agent {
       onUnreachable: (peer) => this.#replica.reportUnreachable(peer),
       onSnapshotResult: (peer, ok) => this.#replica.reportSnapshot(peer, ok),
       view: () => membersView({ nodeId: this.nodeId, replica: this.#replica, peers: this.#peers }),
+      onReply: (messages) => {
+        this.#receive(messages);
+      },
     });
     const timing = timingFor(this.#settings);
     const { replica, entries } = await Replica.open({
@@ -211,7 +218,11 @@ export class Agent {
         if (sender.view) {
           this.#receivedView = { from: sender.nodeId, at: performance.now(), view: sender.view };
         }
-        this.#receive(messages);
+        if (!sender.answers) {
+          this.#receive(messages);
+          return;
+        }
+        return this.#answer(sender.nodeId, messages);
       },
       status: () => httpStatus(this.#status()),
       health: () => {
@@ -251,12 +262,29 @@ export class Agent {
     };
   }
 
-  #receive(messages: Message[]): void {
+  /** Messages from a peer; resolves once the Ready they caused is handled. */
+  #receive(messages: Message[]): Promise<void> {
     this.#peers.received(messages);
     for (const m of messages) {
       if (m.type === "timeout_now") this.#handoverFrom = { from: m.from, at: performance.now() };
     }
-    this.#replica.receive(messages);
+    return this.#replica.receive(messages);
+  }
+
+  /**
+   * Handle a peer's request and answer it with this node's replies: what the
+   * Ready it caused sends to that peer (a follower's acknowledgement once its
+   * log is durable, a vote) goes back in the response body — one HTTP
+   * exchange per replication round. Bounded: what comes later goes the usual way.
+   */
+  async #answer(from: NodeId, messages: Message[]): Promise<Message[]> {
+    const slot = this.#peers.openReply(from);
+    try {
+      await deadline(this.#receive(messages), REPLY_WAIT_MS, "the replies").catch(() => {});
+    } finally {
+      this.#peers.closeReply(slot);
+    }
+    return slot.messages;
   }
 
   /** Learn member addresses from conf change entries as they reach the log. */

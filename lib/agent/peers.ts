@@ -36,6 +36,14 @@ export interface PeersOptions {
   onSnapshotResult: (peer: NodeId, ok: boolean) => void;
   /** this node's view of the members when it leads, sent with its heartbeats (else null) */
   view: () => MembersView | null;
+  /** a peer answered our messages with its own in the response body */
+  onReply: (messages: Message[]) => void;
+}
+
+/** Messages to a peer held back to go in the answer to its request (see {@link Peers.openReply}). */
+export interface ReplySlot {
+  peer: NodeId;
+  messages: Message[];
 }
 
 /** Counters of peer messages, for pgraft_log_get_stats(). */
@@ -68,6 +76,8 @@ export class Peers {
   readonly #clients = new Map<NodeId, PeerClient>();
   /** performance.now() of the last message from each peer */
   readonly #lastContact = new Map<NodeId, number>();
+  /** open answers to requests, by peer: what this node sends them meanwhile goes there */
+  readonly #replySlots = new Map<NodeId, ReplySlot[]>();
   readonly counters: PeerCounters = { sent: 0, received: 0, errors: 0 };
 
   constructor(options: PeersOptions) {
@@ -126,15 +136,47 @@ export class Peers {
       },
       onSnapshotResult: o.onSnapshotResult,
       view: o.view,
+      onReply: (messages) => o.onReply(messages),
     });
     this.#clients.set(id, client);
     return client;
   }
 
-  /** Hand messages to their peers' queues; a peer without an address is reported unreachable. */
+  /**
+   * While `peer`'s request is being handled, messages to it are held for the
+   * answer (one HTTP exchange per round: a follower's acknowledgements go back
+   * in the response to the leader's append). Close it with {@link closeReply}.
+   */
+  openReply(peer: NodeId): ReplySlot {
+    const slot: ReplySlot = { peer, messages: [] };
+    let slots = this.#replySlots.get(peer);
+    if (!slots) this.#replySlots.set(peer, slots = []);
+    slots.push(slot);
+    return slot;
+  }
+
+  /** The messages held for an answer; later ones go the usual way again. */
+  closeReply(slot: ReplySlot): Message[] {
+    const slots = this.#replySlots.get(slot.peer);
+    const at = slots?.indexOf(slot) ?? -1;
+    if (slots && at >= 0) slots.splice(at, 1);
+    if (slots && slots.length === 0) this.#replySlots.delete(slot.peer);
+    this.counters.sent += slot.messages.length;
+    return slot.messages;
+  }
+
+  /**
+   * Hand messages to their peers: into the answer to a request of theirs being
+   * handled, else to their queues; a peer without an address is reported unreachable.
+   */
   send(messages: readonly Message[]): void {
     const byPeer = new Map<NodeId, Message[]>();
     for (const m of messages) {
+      const slots = this.#replySlots.get(m.to);
+      if (slots) {
+        slots[slots.length - 1]!.messages.push(m);
+        continue;
+      }
       let list = byPeer.get(m.to);
       if (!list) byPeer.set(m.to, list = []);
       list.push(m);

@@ -166,6 +166,8 @@ export class Replica {
   #loopAgain = false;
   #stopped = false;
   #idleWaiters: Array<() => void> = [];
+  /** inputs stepped whose Ready is not handled yet (see {@link receive}) */
+  #handledWaiters: Array<() => void> = [];
   /** term and vote as last made durable (a Ready that only moves the commit index writes nothing) */
   #durableVote: { term: number; vote: NodeId };
   #softState: SoftState;
@@ -280,10 +282,20 @@ export class Replica {
 
   // ---- inputs ----------------------------------------------------------------
 
-  /** Messages from peers. */
-  receive(messages: readonly Message[]): void {
-    this.#input(() => {
-      for (const m of messages) this.#node.step(m);
+  /**
+   * Messages from peers.
+   *
+   * @returns resolves once the Ready they caused has been handled — made
+   *   durable and its messages handed to `send` — so a caller can answer the
+   *   sender with the replies (or at once when they caused none)
+   */
+  receive(messages: readonly Message[]): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.#stopped) return resolve();
+      this.#input(() => {
+        for (const m of messages) this.#node.step(m);
+        this.#handledWaiters.push(resolve);
+      });
     });
   }
 
@@ -413,6 +425,7 @@ export class Replica {
     if (this.#ticker !== undefined) clearInterval(this.#ticker);
     this.#ticker = undefined;
     this.#inputs = [];
+    for (const resolve of this.#handledWaiters.splice(0)) resolve();
     const error = new ReplicaStoppedError("the agent is stopping");
     for (const waiter of this.#proposals.values()) waiter.reject(error);
     this.#proposals.clear();
@@ -472,9 +485,12 @@ export class Replica {
         this.#loopAgain = false;
         this.#stepInputs();
         while (!this.#stopped && this.#node.hasReady()) {
+          const stepped = this.#handledWaiters.splice(0);
           await this.#handle(this.#node.ready());
+          for (const resolve of stepped) resolve();
           this.#stepInputs();
         }
+        for (const resolve of this.#handledWaiters.splice(0)) resolve();
       } while (this.#loopAgain && !this.#stopped);
     } catch (error) {
       // Only a failed write of the log ends up here (an assertion would have crashed).

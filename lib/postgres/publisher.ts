@@ -37,6 +37,13 @@ export const EVENTS_BUFFERED_MAX = 1_000;
 /** Keys written per statement (a resync writes the store in pages of this many). */
 export const KEYS_PER_PUBLISH_MAX = 1_000;
 
+/**
+ * How long a change waits for others to publish with it (unless a command
+ * waits for it): publishing stays off the path of clients' answers and goes
+ * out in batches under load.
+ */
+export const PUBLISH_COALESCE_MS = 10;
+
 /** Pause after a failed publish; it doubles up to {@link RETRY_PAUSE_MS_MAX}. */
 const RETRY_PAUSE_MS_MIN = 50;
 const RETRY_PAUSE_MS_MAX = 1_000;
@@ -67,6 +74,7 @@ export class Publisher {
   #configDirty = true;
   #statusDirty = true;
   #running: Promise<void> | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #again = false;
   #pauseMs = 0;
   #failing = false;
@@ -126,11 +134,30 @@ export class Publisher {
       this.#again = true;
       return;
     }
+    // Coalesce: what changes within the next few ms goes out in one publish,
+    // and the answers to clients are written before PostgreSQL is.
+    this.#timer ??= setTimeout(() => {
+      this.#timer = undefined;
+      this.#runNow();
+    }, PUBLISH_COALESCE_MS);
+  }
+
+  /** Publish now (someone waits for it), or right after the publish under way. */
+  #runNow(): void {
+    if (this.#stopped || !this.#started) return;
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
     this.#running = this.#run().finally(() => {
       this.#running = null;
       if (this.#again && !this.#stopped) {
         this.#again = false;
-        this.kick();
+        this.#runNow();
       }
     });
   }
@@ -142,7 +169,7 @@ export class Publisher {
    */
   publishedThrough(index: number, timeoutMs: number): Promise<boolean> {
     if (this.publishedIndex >= index) return Promise.resolve(true);
-    this.kick();
+    this.#runNow();
     return new Promise((resolve) => {
       const waiter = { index, resolve: () => resolve(true) };
       this.#waiters.push(waiter);
@@ -158,6 +185,8 @@ export class Publisher {
   /** Stop publishing (what is under way finishes). */
   async stop(): Promise<void> {
     this.#stopped = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
     await this.#running?.catch(() => {});
   }
 

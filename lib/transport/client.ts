@@ -20,7 +20,13 @@
 import type { Message } from "../raft/types.ts";
 import { NODE_ID_MAX } from "../raft/types.ts";
 import { HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, nonce, signRequest } from "./auth.ts";
-import { encodeMessages, type Envelope, type MembersView } from "./codec.ts";
+import {
+  CodecError,
+  decodeMessages,
+  encodeMessages,
+  type Envelope,
+  type MembersView,
+} from "./codec.ts";
 import { HEADER_CLUSTER, HEADER_FROM, HEADER_SENDER } from "./gate.ts";
 import { describeTransportMetrics, type Metrics, TRANSPORT_METRICS as M } from "./metrics.ts";
 import {
@@ -80,6 +86,12 @@ export interface PeerClientOptions {
    * replaced it in the queue before it was sent
    */
   onSnapshotResult: (peer: number, ok: boolean) => void;
+  /**
+   * the peer answered a batch with messages of its own in the response body
+   * (its replies, e.g. append responses once its log is durable): one HTTP
+   * exchange per replication round instead of a request each way
+   */
+  onReply?: (messages: Message[]) => void;
   /**
    * time a message request may take
    * @default REQUEST_TIMEOUT_MS_DEFAULT
@@ -421,6 +433,7 @@ export class PeerClient {
     const body = this.#encode(batch);
     const started = performance.now();
     let failure: Failure | null = null;
+    let replies: Message[] = [];
     try {
       const res = await this.#fetch(
         "/raft/messages",
@@ -428,8 +441,10 @@ export class PeerClient {
         body,
         controller.signal,
       );
-      await res.arrayBuffer(); // drain, so the connection goes back to the pool
+      // Read the body whatever the status, so the connection goes back to the pool.
+      const answer = new Uint8Array(await res.arrayBuffer());
       if (!res.ok) failure = "status";
+      else if (res.status === 200 && answer.length > 0) replies = this.#decodeReply(answer);
     } catch {
       failure = controller.signal.reason instanceof TimeoutError ? "timeout" : "network";
     } finally {
@@ -437,6 +452,7 @@ export class PeerClient {
       this.#controllers.delete(controller);
     }
     if (this.#closed) return;
+    if (replies.length > 0) this.#options.onReply?.(replies);
     this.#metrics.inc(M.requests, this.#peerLabel);
     this.#metrics.observe(
       M.requestDuration,
@@ -510,6 +526,24 @@ export class PeerClient {
       this.#failed(failure, 1);
     }
     this.#options.onSnapshotResult(this.#peerId, failure === null);
+  }
+
+  /**
+   * The peer's replies in a response body: checked like any request body (they
+   * must come from the peer, addressed to this node); a bad one is dropped and
+   * counted, as Raft retransmits.
+   */
+  #decodeReply(body: Uint8Array): Message[] {
+    try {
+      const envelope = decodeMessages(body, this.#options.nodeId);
+      if (envelope.from !== this.#peerId) throw new CodecError(`from: expected ${this.#peerId}`);
+      for (const m of envelope.messages) this.#metrics.inc(M.messagesReceived, { type: m.type });
+      this.#metrics.inc(M.bytesReceived, undefined, body.length);
+      return envelope.messages;
+    } catch {
+      this.#metrics.inc(M.messagesDropped, { ...this.#peerLabel, reason: "bad_reply" });
+      return [];
+    }
   }
 
   /** The request body for `batch`: the envelope in the binary wire format. */

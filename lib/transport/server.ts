@@ -23,7 +23,13 @@
 import { Hono, type MiddlewareHandler } from "hono";
 import type { Message } from "../raft/types.ts";
 import { MAX_CLOCK_SKEW_MS_DEFAULT, REPLAY_CACHE_SIZE_DEFAULT, ReplayGuard } from "./auth.ts";
-import { CodecError, decodeMessages, type Envelope, type MembersView } from "./codec.ts";
+import {
+  CodecError,
+  decodeMessages,
+  encodeMessages,
+  type Envelope,
+  type MembersView,
+} from "./codec.ts";
 import {
   answerRejection,
   checkCluster,
@@ -52,6 +58,8 @@ export interface MessageSender {
   port: number | null;
   /** the leader's view of the members, when the request carried a heartbeat of a leader */
   view: MembersView | null;
+  /** whether replies resolved by `onMessages` go back in the answer (not for snapshot chunks) */
+  answers: boolean;
 }
 
 /** What {@link createPeerApp} needs from the agent. */
@@ -64,8 +72,16 @@ export interface PeerAppOptions {
   authSecret: string | null;
   /** the registry the server counts in, and the body of `GET /metrics` */
   metrics: Metrics;
-  /** accepted messages, in the order the sender sent them */
-  onMessages: (clusterId: string | null, messages: Message[], sender: MessageSender) => void;
+  /**
+   * accepted messages, in the order the sender sent them; what it resolves
+   * with goes back to the sender in the response body (this node's replies to
+   * them), else the answer is 204
+   */
+  onMessages: (
+    clusterId: string | null,
+    messages: Message[],
+    sender: MessageSender,
+  ) => void | Promise<Message[]>;
   /** the body of `GET /status` */
   status: () => unknown;
   /** the body of `GET /health`: 200 when `ok`, else 503 */
@@ -184,11 +200,20 @@ export function createPeerApp(options: PeerAppOptions): Hono {
     });
   });
 
-  app.post("/raft/messages", gated(state, options, "raft"), (c) => {
+  app.post("/raft/messages", gated(state, options, "raft"), async (c) => {
     const gate = c.get("gate");
     const envelope = decode(gate.body, options.nodeId, false);
-    deliver(options, gate, envelope, gate.body.length);
-    return c.body(null, 204);
+    const replies = await deliver(options, gate, envelope, gate.body.length, true);
+    if (replies.length === 0) return c.body(null, 204);
+    for (const m of replies) options.metrics.inc(M.messagesSent, { type: m.type });
+    const body = encodeMessages({
+      clusterId: options.clusterId(),
+      from: options.nodeId,
+      sender: null,
+      messages: replies,
+    }) as Uint8Array<ArrayBuffer>;
+    options.metrics.inc(M.bytesSent, undefined, body.length);
+    return c.body(body, 200, { "Content-Type": "application/octet-stream" });
   });
 
   app.post("/raft/snapshot", gated(state, options, "snapshot"), (c) => {
@@ -209,19 +234,24 @@ export function createPeerApp(options: PeerAppOptions): Hono {
         "messages: a snapshot transfer must carry exactly one snapshot_request",
       );
     }
-    deliver(options, gate, envelope, gate.body.length);
+    // Snapshots travel in their own lane: the follower's answer goes the usual way.
+    deliver(options, gate, envelope, gate.body.length, false).catch(() => {});
     return c.body(null, 204);
   });
   return app;
 }
 
-/** Hand a decoded envelope to `onMessages`, once it agrees with the headers and this node's cluster. */
+/**
+ * Hand a decoded envelope to `onMessages`, once it agrees with the headers and
+ * this node's cluster; resolves with the replies to send back.
+ */
 function deliver(
   options: PeerAppOptions,
   gate: CheckedRequest,
   envelope: Envelope,
   bytes: number,
-): void {
+  answers: boolean,
+): Promise<Message[]> {
   if (envelope.from !== gate.from) {
     throw new Rejection(
       400,
@@ -233,12 +263,14 @@ function deliver(
   options.metrics.inc(M.bytesReceived, undefined, bytes);
   for (const m of envelope.messages) options.metrics.inc(M.messagesReceived, { type: m.type });
   const sender = envelope.sender ?? gate.sender;
-  options.onMessages(envelope.clusterId, envelope.messages, {
+  const replies = options.onMessages(envelope.clusterId, envelope.messages, {
     nodeId: envelope.from,
     address: sender?.address ?? null,
     port: sender?.port ?? null,
     view: envelope.view ?? null,
+    answers,
   });
+  return replies ?? Promise.resolve([]);
 }
 
 function decode(body: Uint8Array, nodeId: number, adopt: boolean): Envelope {

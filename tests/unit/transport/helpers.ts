@@ -132,7 +132,9 @@ export function makeApp(overrides: Partial<PeerAppOptions> = {}): App {
     clusterId: () => CLUSTER,
     authSecret: SECRET,
     metrics,
-    onMessages: (clusterId, messages, sender) => received.push({ clusterId, messages, sender }),
+    onMessages: (clusterId, messages, sender) => {
+      received.push({ clusterId, messages, sender });
+    },
     status: () => ({ node: 2 }),
     health: () => ({ ok: true }),
     ...overrides,

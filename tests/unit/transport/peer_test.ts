@@ -72,7 +72,9 @@ async function withPeer(
     clusterId: () => CLUSTER,
     authSecret: null,
     metrics,
-    onMessages: (clusterId, messages, sender) => received.push({ clusterId, messages, sender }),
+    onMessages: (clusterId, messages, sender) => {
+      received.push({ clusterId, messages, sender });
+    },
     status: () => ({ node: 2, role: "follower" }),
     health: () => ({ ...healthy, detail: "x" }),
     ...overrides,
@@ -180,6 +182,7 @@ Deno.test("messages arrive in order, batched while a request is in flight", asyn
           address: "127.0.0.1",
           port: 7001,
           view: null,
+          answers: true,
         });
         assert.equal(peer.received[0]!.clusterId, CLUSTER);
         assert.deepEqual(unreachable, []);
@@ -394,6 +397,7 @@ Deno.test("the sender header is used when the body names no sender", async () =>
       address: "::1",
       port: 7005,
       view: null,
+      answers: true,
     });
   });
 });
@@ -662,4 +666,61 @@ Deno.test("the bearer token is a fixed-length HMAC that depends on the secret", 
   assert.match(clientToken("a"), /^[0-9a-f]{64}$/);
   assert.equal(clientToken("a"), clientToken("a"));
   assert.notEqual(clientToken("a"), clientToken("b"));
+});
+
+Deno.test("a peer's replies come back in the response body and reach onReply, not a second request", async () => {
+  const metrics = new Metrics();
+  const replied: Message[][] = [];
+  const received: Message[] = [];
+  const app = createPeerApp({
+    nodeId: 2,
+    clusterId: () => null,
+    authSecret: null,
+    metrics,
+    onMessages: (_clusterId, messages) => {
+      received.push(...messages);
+      return Promise.resolve([{
+        type: "heartbeat_response",
+        term: 1,
+        from: 2,
+        to: 1,
+        readContext: "",
+      }]);
+    },
+    status: () => null,
+    health: () => ({ ok: true }),
+  });
+  const server = new PeerServer(app, { hostname: "127.0.0.1", port: 0 });
+  await server.start();
+  const client = new PeerClient({
+    nodeId: 1,
+    peerId: 2,
+    baseUrl: `http://127.0.0.1:${server.port}`,
+    clusterId: () => null,
+    authSecret: null,
+    metrics,
+    onUnreachable: () => {},
+    onSnapshotResult: () => {},
+    onReply: (messages) => replied.push(messages),
+  });
+  try {
+    client.send([{
+      type: "heartbeat_request",
+      term: 1,
+      from: 1,
+      to: 2,
+      commit: 0,
+      readContext: "",
+    }]);
+    await until(() => replied.length === 1, "the reply");
+    assert.equal(received.length, 1);
+    assert.deepEqual(replied[0]!.map((m) => [m.type, m.from, m.to]), [[
+      "heartbeat_response",
+      2,
+      1,
+    ]]);
+  } finally {
+    await client.close();
+    await server.stop();
+  }
 });
