@@ -13,7 +13,9 @@
  * `*.snap.broken` are snapshots that failed their checksum and were set aside.
  *
  * Each save is ONE record (framed with its length and CRC-32C, see
- * wal/record.ts) appended to the last segment, then one `fdatasync`. A segment
+ * wal/record.ts) appended to the last segment — written synchronously to the
+ * page cache, microseconds — then one asynchronous `fdatasync`, so the event
+ * loop never waits for the disk. A segment
  * that has grown past `segmentBytes` is closed and a new one started: its
  * first record carries the current hard state, and it is created under a
  * temporary name, synced, renamed, and the directory synced.
@@ -63,7 +65,7 @@ import {
   setAside,
   type WalRecovery,
 } from "./wal/directory.ts";
-import { ensureDir, FILE_MODE, removeTempFiles, syncDir, writeAll } from "./wal/files.ts";
+import { ensureDir, FILE_MODE, removeTempFiles, syncDir, writeAllSync } from "./wal/files.ts";
 import { writeIdentity } from "./wal/identity.ts";
 import { encodeBatch, type SnapshotMarker } from "./wal/record.ts";
 import { createSegment } from "./wal/segment.ts";
@@ -236,7 +238,7 @@ export class WalStorage implements RaftStorage {
         if (snapshot && marker) await writeSnapshotFile(this.#snapDir, snapshot);
         if (this.#tailSize >= this.#segmentBytes) await this.#rollover();
         const frame = encodeBatch(marker, hardState, entries);
-        await writeAll(this.#tail, frame);
+        writeAllSync(this.#tail, frame);
         await this.#tail.syncData();
         this.#tailSize += frame.length;
       });
