@@ -7,7 +7,7 @@
  */
 
 import { assert } from "../assert.ts";
-import { applyConfChange, cloneMembership, decodeConfChange } from "./conf_change.ts";
+import { applyConfChange, cloneMembership, decodeConfChange, isMember } from "./conf_change.ts";
 import type { Entry, Membership, NodeId, RejectHint, Snapshot } from "./types.ts";
 
 interface ConfPoint {
@@ -89,6 +89,29 @@ export class RaftLog {
   isUpToDate(lastIndex: number, lastTerm: number): boolean {
     const myTerm = this.lastTerm();
     return lastTerm > myTerm || (lastTerm === myTerm && lastIndex >= this.lastIndex());
+  }
+
+  /**
+   * An append (§5.3) with the entries at or below `commitIndex` left out: the
+   * committed prefix matches every leader's log (Leader Completeness, §5.4).
+   *
+   * @returns the previous entry and the entries left, or null when the
+   *   committed prefix covers every entry of the append
+   */
+  skipCommitted(
+    append: { prevLogIndex: number; prevLogTerm: number; entries: Entry[] },
+    commitIndex: number,
+  ): { prevIndex: number; prevTerm: number; entries: Entry[] } | null {
+    const { prevLogIndex, entries } = append;
+    if (prevLogIndex >= commitIndex) {
+      return { prevIndex: prevLogIndex, prevTerm: append.prevLogTerm, entries };
+    }
+    const skip = Math.min(entries.length, commitIndex - prevLogIndex);
+    if (skip === entries.length) return null;
+    const prevIndex = entries[skip]!.index - 1;
+    const prevTerm = this.term(prevIndex);
+    assert(prevTerm !== null, `no term for committed index ${prevIndex}`);
+    return { prevIndex, prevTerm, entries: entries.slice(skip) };
   }
 
   /**
@@ -227,6 +250,19 @@ export class RaftLog {
     if (this.membership().voters.includes(id)) return true;
     const confIndex = this.lastConfIndex();
     return confIndex > commitIndex && this.membershipAt(confIndex - 1).voters.includes(id);
+  }
+
+  /**
+   * Whether node `id` is removed, given entries up to `commitIndex` are
+   * committed: the conf entry that took it out is committed. A node that
+   * never was a member (a new learner before it hears of itself) is not.
+   */
+  removalCommitted(id: NodeId, commitIndex: number): boolean {
+    if (isMember(this.membership(), id)) return false;
+    const confIndex = this.lastConfIndex();
+    if (confIndex === 0 || confIndex > commitIndex) return false;
+    // Was it a member just before that entry?
+    return isMember(this.membershipAt(confIndex - 1), id);
   }
 
   /** The membership in force once entries up to `index` are in the log. */

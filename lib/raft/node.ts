@@ -8,7 +8,8 @@
  *
  * This file holds the roles and their transitions, elections, the follower's
  * side of replication and the Ready cycle; the leader's side is in
- * `leader.ts`, what was handed to the application in `handoff.ts`.
+ * `leader.ts`, what was handed to the application in `handoff.ts`, the
+ * timers in `timing.ts`, failure detection's rule in `failure_detection.ts`.
  *
  * References: the Raft paper (§n), Ongaro's thesis (thesis §n).
  *
@@ -16,12 +17,14 @@
  */
 
 import { assert, unreachable } from "../assert.ts";
-import { confChangeProblem, encodeConfChange, isMember } from "./conf_change.ts";
+import { confChangeProblem, encodeConfChange } from "./conf_change.ts";
 import { ConfChangeError, NotLeaderError, ProposalRejectedError } from "./errors.ts";
+import { missedHeartbeats } from "./failure_detection.ts";
 import { Handoff } from "./handoff.ts";
 import { Leader, type LeaderHost } from "./leader.ts";
 import { RaftLog } from "./log.ts";
 import { voteResult } from "./quorum.ts";
+import { checkTiming, electionTimeoutTicks } from "./timing.ts";
 import {
   type AppendRequest,
   type ConfChange,
@@ -72,6 +75,8 @@ export class RaftNode {
 
   #electionElapsed = 0;
   #randomizedElectionTimeout = 0;
+  /** acted on evidence its leader is gone and has heard no leader since (failure_detection.ts) */
+  #leaderGone = false;
   /** answers received in the current (pre-)election: true granted, false rejected */
   #votes = new Map<NodeId, boolean>();
   /** the leader's state; non-null exactly while the role is leader (once becomeLeader has run) */
@@ -198,7 +203,8 @@ export class RaftNode {
     if (m.term > this.#term) {
       if (m.type === "vote_request") {
         const inLease = this.#checkQuorum && this.#leaderId !== NONE &&
-          this.#electionElapsed < this.#timing.electionTicks;
+          this.#electionElapsed < this.#timing.electionTicks &&
+          !this.#plantedBugs.noLeaderStickiness;
         if (inLease && !m.transfer) return; // thesis §4.2.3: a node with a live leader ignores disruptions
       }
       if (m.type === "vote_request" && m.preVote) {
@@ -271,6 +277,44 @@ export class RaftNode {
   /** The transport could not reach `peer`: stop pipelining to it. */
   reportUnreachable(peer: NodeId): void {
     if (this.#role === "leader") this.#leading().reportUnreachable(peer);
+  }
+
+  /**
+   * The leader whose heartbeats this follower has missed, and of whose end it
+   * would take evidence ({@link reportLeaderGone}), or NONE. The agent probes
+   * it every heartbeat interval while this names it.
+   */
+  leaderToProbe(): NodeId {
+    const suspect = this.#role === "follower" && this.#leaderId !== NONE &&
+      this.#failoverEnabled && missedHeartbeats(this.#timing, this.#electionElapsed) &&
+      this.#promotable();
+    return suspect ? this.#leaderId : NONE;
+  }
+
+  /**
+   * Evidence that `leader`'s agent no longer leads: it refused a connection
+   * (nothing listens: the process is gone or restarting), or answered a probe
+   * that it does not lead this node's term (it restarted). A follower that
+   * {@link leaderToProbe} names `leader` for forgets it and its lease (so it
+   * grants others' pre-votes) and pre-votes (thesis §9.6) within a heartbeat
+   * interval; otherwise ignored (a leader or (pre-)candidate, another node
+   * reported, the leader still heard — a lie —, failover_enabled off, may not
+   * campaign).
+   * Followers that still hear a live leader keep refusing pre-votes (thesis
+   * §4.2.3): a lie cannot depose a leader a quorum hears. Rule and argument:
+   * failure_detection.ts. With PostgreSQL HA the agent must not call this: a
+   * follower dropping its lease early shortens the leader's lease.
+   *
+   * @returns whether the node acted on it (it no longer follows `leader`)
+   */
+  reportLeaderGone(leader: NodeId): boolean {
+    if (leader === NONE || this.leaderToProbe() !== leader) return false;
+    this.#leaderId = NONE;
+    this.#leaderGone = true;
+    this.#electionElapsed = 0;
+    this.#resetRandomizedElectionTimeout(); // within a heartbeat interval
+    if (this.#randomizedElectionTimeout === 0) this.campaign();
+    return true;
   }
 
   /** The snapshot sent to `peer` arrived (ok) or failed. */
@@ -406,6 +450,8 @@ export class RaftNode {
     }
     this.#role = "follower";
     this.#leaderId = leaderId;
+    // A leader heard, a later term, an election lost: the evidence is spent.
+    this.#leaderGone = false;
     this.#resetRoleState();
   }
 
@@ -445,6 +491,7 @@ export class RaftNode {
     assert(this.#role === "candidate", `become leader from ${this.#role}`);
     this.#role = "leader";
     this.#leaderId = this.id;
+    this.#leaderGone = false;
     this.#resetRoleState();
     this.#leader = new Leader(this.#leaderHost);
     // A no-op in the new term lets the leader commit (and learn) everything before it
@@ -460,23 +507,13 @@ export class RaftNode {
     this.#leader = null;
   }
 
-  /**
-   * Draw the next election timeout: [electionTicks, electionTicks + jitter).
-   * A (pre-)candidate whose election fails (a split vote) retries sooner, after
-   * [base, base + jitter) with base = max(heartbeatTicks + 1, electionTicks / 2):
-   * the leader is already known to be gone, and failover stays within two
-   * election timeouts even when the first round splits. Safety does not depend
-   * on timeouts; pre-vote keeps a candidate that cannot win from raising terms
-   * while it retries.
-   */
+  /** Draw the next election timeout (see `electionTimeoutTicks`). */
   #resetRandomizedElectionTimeout(): void {
-    const t = this.#timing;
-    const jitter = Math.max(1, t.electionJitterTicks);
     const campaigning = this.#role === "candidate" || this.#role === "pre_candidate";
-    const base = campaigning
-      ? Math.max(t.heartbeatTicks + 1, Math.floor(t.electionTicks / 2))
-      : t.electionTicks;
-    this.#randomizedElectionTimeout = base + this.#randomInt(jitter);
+    this.#randomizedElectionTimeout = electionTimeoutTicks(this.#timing, this.#randomInt, {
+      campaigning,
+      leaderGone: this.#leaderGone,
+    });
   }
 
   /**
@@ -490,7 +527,8 @@ export class RaftNode {
   /** A leader's message in our term: follow it. False when it must be ignored. */
   #acceptLeader(from: NodeId): boolean {
     if (this.#role === "leader") return false; // never two leaders in a term; a stray message
-    if (this.#role !== "follower") this.#becomeFollower(this.#term, from);
+    // A follower waiting to campaign on evidence its leader is gone waits no more.
+    if (this.#role !== "follower" || this.#leaderGone) this.#becomeFollower(this.#term, from);
     this.#leaderId = from;
     this.#electionElapsed = 0;
     return true;
@@ -539,6 +577,8 @@ export class RaftNode {
     if (!this.#promotable()) return;
     // failover_enabled = off: a follower that knows its leader waits for it.
     if (!this.#failoverEnabled && this.#role === "follower" && this.#leaderId !== NONE) return;
+    // A retry: evidence of the leader's end buys one quick round (timing.ts), no more.
+    if (this.#role !== "follower") this.#leaderGone = false;
     this.campaign();
   }
 
@@ -570,32 +610,24 @@ export class RaftNode {
       (m.preVote && m.term > this.#term);
     const logOk = this.#plantedBugs.voteWithoutLogCheck ||
       this.#log.isUpToDate(m.lastLogIndex, m.lastLogTerm);
-    if (canVote && logOk) {
-      const response: VoteResponse = {
-        type: "vote_response",
-        term: m.term,
-        from: this.id,
-        to: m.from,
-        preVote: m.preVote,
-        granted: true,
-      };
-      if (!m.preVote) {
-        this.#electionElapsed = 0;
-        this.#vote = m.from;
-      }
-      if (this.#plantedBugs.answerVoteBeforePersist && !m.preVote) {
+    const granted = canVote && logOk;
+    const response: VoteResponse = {
+      type: "vote_response",
+      term: granted ? m.term : this.#term,
+      from: this.id,
+      to: m.from,
+      preVote: m.preVote,
+      granted,
+    };
+    if (granted && !m.preVote) {
+      this.#electionElapsed = 0;
+      this.#vote = m.from;
+      if (this.#plantedBugs.answerVoteBeforePersist) {
         this.#handoff.sendVoteResponseBeforePersist(response);
-      } else this.#handoff.sendAfterPersist(response);
-    } else {
-      this.#handoff.sendAfterPersist({
-        type: "vote_response",
-        term: this.#term,
-        from: this.id,
-        to: m.from,
-        preVote: m.preVote,
-        granted: false,
-      });
+        return;
+      }
     }
+    this.#handoff.sendAfterPersist(response);
   }
 
   #handleVoteResponse(m: VoteResponse): void {
@@ -622,22 +654,12 @@ export class RaftNode {
 
   /** AppendEntries (§5.3): check the previous entry, drop conflicting entries, append, commit. */
   #handleAppend(m: AppendRequest): void {
-    let prevIndex = m.prevLogIndex;
-    let prevTerm = m.prevLogTerm;
-    let entries = m.entries;
-    if (prevIndex < this.#commitIndex) {
-      // Our committed prefix matches every leader's log (Leader Completeness, §5.4):
-      // skip what it covers.
-      const skip = Math.min(entries.length, this.#commitIndex - prevIndex);
-      if (skip === entries.length) {
-        this.#respondAppend(m.from, true, this.#commitIndex, null);
-        return;
-      }
-      entries = entries.slice(skip);
-      prevIndex = entries[0]!.index - 1;
-      prevTerm = this.#log.term(prevIndex) ?? -1;
-      assert(prevTerm !== -1, `no term for committed index ${prevIndex}`);
+    const rest = this.#log.skipCommitted(m, this.#commitIndex);
+    if (rest === null) {
+      this.#respondAppend(m.from, true, this.#commitIndex, null);
+      return;
     }
+    const { prevIndex, prevTerm, entries } = rest;
     if (!this.#log.matchTerm(prevIndex, prevTerm)) {
       this.#respondAppend(m.from, false, 0, this.#log.rejectHint(prevIndex));
       return;
@@ -717,19 +739,9 @@ export class RaftNode {
     }
   }
 
-  /**
-   * A node is removed once the conf entry that took it out is committed. A node
-   * that never was a member (a new learner before it hears of itself) is not.
-   * Once removed, always removed.
-   */
+  /** Once removed, always removed (see RaftLog.removalCommitted). */
   #computeRemoved(): boolean {
-    if (this.#removed) return true;
-    const membership = this.#log.membership();
-    if (isMember(membership, this.id)) return false;
-    const confIndex = this.#log.lastConfIndex();
-    if (confIndex === 0 || confIndex > this.#commitIndex) return false;
-    // Was it a member just before that entry?
-    return isMember(this.#log.membershipAt(confIndex - 1), this.id);
+    return this.#removed || this.#log.removalCommitted(this.id, this.#commitIndex);
   }
 
   /**
@@ -782,15 +794,4 @@ export class RaftNode {
     const s = this.#reportedSoftState;
     return s.role !== this.#role || s.leaderId !== this.#leaderId;
   }
-}
-
-/** Assert that timing knobs are valid. */
-function checkTiming(t: Timing): void {
-  assert(Number.isInteger(t.heartbeatTicks) && t.heartbeatTicks >= 1, "heartbeatTicks >= 1");
-  assert(t.electionTicks > t.heartbeatTicks, "electionTicks > heartbeatTicks");
-  assert(t.electionJitterTicks >= 0, "electionJitterTicks >= 0");
-  assert(
-    t.appendBatchSize >= 1 && t.maxInflight >= 1 && t.snapshotThreshold >= 1,
-    "bad batching",
-  );
 }

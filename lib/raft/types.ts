@@ -283,6 +283,12 @@ export interface PlantedBugs {
   voteWithoutLogCheck?: boolean;
   /** put vote responses in `messagesBeforePersist`, before the vote is durable */
   answerVoteBeforePersist?: boolean;
+  /**
+   * answer (pre-)vote requests while a live leader is heard (no leader
+   * stickiness, thesis §4.2.3): not a safety bug, the simulator counts the
+   * leaders it deposes
+   */
+  noLeaderStickiness?: boolean;
 }
 
 /** Everything the core needs besides its persisted state. Times are in ticks. */

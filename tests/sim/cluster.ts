@@ -26,6 +26,13 @@ import {
 } from "../../lib/raft/mod.ts";
 import { chainHash, entryKey, SafetyChecker, Violation } from "./checker.ts";
 import { CorruptRecordError, decodeStateMachine, Disk, encodeStateMachine } from "./disk.ts";
+import {
+  FailoverMeter,
+  type FailoverSample,
+  type Hearing,
+  hearing,
+  StickinessWatch,
+} from "./failover.ts";
 import { type Envelope, Network } from "./network.ts";
 import { deriveSeed, Rng } from "./rng.ts";
 import {
@@ -50,6 +57,12 @@ const ADDED_NODES_MAX = 3;
  */
 const FAILED_NODES_MAX = 1;
 
+/** What the transport tells the node after a Ready was handled. */
+type TransportReport =
+  | { kind: "unreachable"; peer: NodeId }
+  | { kind: "refused"; peer: NodeId; lie: boolean }
+  | { kind: "snapshot"; peer: NodeId; ok: boolean };
+
 /** One simulated server. */
 class SimNode {
   readonly id: NodeId;
@@ -73,8 +86,18 @@ class SimNode {
   leaderId: NodeId = NONE;
   voters: NodeId[] = [];
   learners: NodeId[] = [];
-  /** transport reports queued while a Ready is handled (ok: null = unreachable) */
-  reports: { peer: NodeId; ok: boolean | null }[] = [];
+  /** transport reports queued while a Ready is handled */
+  reports: TransportReport[] = [];
+  /** logical ticks counted (all incarnations) */
+  ticks = 0;
+  /** the last leader message the core took: from whom, in which term, at which tick of ours */
+  heard: { leader: NodeId; term: number; at: number } | null = null;
+  /** ticks until the next probe of a leader whose heartbeats the core missed */
+  probeDueIn = 0;
+  /** tick from which a restarted node's agent listens (refusals modelled) */
+  listenAt = 0;
+  /** tick this node's last term of leadership began */
+  leaderSince = 0;
 
   constructor(id: NodeId, rate: number, state: PersistentState) {
     this.id = id;
@@ -113,6 +136,16 @@ export interface RunOptions {
    * runs a seed exactly as before the disk was modelled. @default true
    */
   diskFaults?: boolean;
+  /**
+   * refused connections: a down or restarting node's agent refuses them
+   * (sometimes a live one too, a lie), the sender learns it at once, and
+   * followers probe a leader whose heartbeats they missed and report its
+   * refusal, or its answer that it no longer leads, to the core
+   * (`reportLeaderGone`); false runs a seed exactly as before they were
+   * modelled (messages to a down node are lost, the `leader_crash` profile
+   * only when asked for). @default true
+   */
+  refusals?: boolean;
   /**
    * the simulated operator also removes healthy voters, the leader included,
    * while a node is lost for good (a bit flip). This found a removed leader
@@ -156,6 +189,30 @@ export interface RunStats {
   events: number;
   /** hash of every event (only with `digest` or `print`) */
   digest: number;
+  /** failovers timed after a steady cluster's leader crashed */
+  failovers: FailoverSample[];
+  /** probes of a leader whose heartbeats a follower missed */
+  probes: number;
+  /** refused connections reported to a follower's core (probes and messages to its leader) */
+  refusals: number;
+  /** refusals the core acted on (it forgot its leader and pre-voted) */
+  refusalsActed: number;
+  /** of those, lies: the refusing node was up and listening */
+  liesActed: number;
+  /** probes answered "not leader of your term" (a restarted leader) that the core acted on */
+  answersActed: number;
+  /**
+   * elections won with a grant from a voter that had heard a leader, still
+   * up and leading, within an election timeout but forgot it on a refusal (a
+   * lie: that leader was alive); transfers left out
+   */
+  electionsByLie: number;
+  /**
+   * elections won with a grant from a voter that still followed a leader,
+   * up and leading, it had heard within an election timeout (transfers left
+   * out): leader stickiness (thesis §4.2.3) must make it 0
+   */
+  electionsDespiteStickiness: number;
 }
 
 /** The outcome of one run. */
@@ -188,6 +245,21 @@ export class Simulation {
   readonly #removeVotersWhileLost: boolean;
   /** draws the disk's faults, apart from the rest so they leave other draws alone */
   readonly #diskRng: Rng;
+  /** draws when restarted agents listen, apart from the rest */
+  readonly #refusalRng: Rng;
+  readonly #failover = new FailoverMeter();
+  readonly #stickiness = new StickinessWatch();
+  /** the voter a vote request is being stepped into, and how it stood before */
+  #answering: { voter: NodeId; how: Hearing } | null = null;
+  /** terms whose candidates campaigned with a leadership transfer */
+  readonly #transferTerms = new Set<number>();
+  #probes = 0;
+  #refusals = 0;
+  #refusalsActed = 0;
+  #liesActed = 0;
+  #answersActed = 0;
+  #electionsByLie = 0;
+  #electionsDespiteStickiness = 0;
   #timing: Timing;
   #failoverEnabled = true;
   #now = 0;
@@ -213,24 +285,24 @@ export class Simulation {
   constructor(seed: number, options: RunOptions = {}) {
     this.seed = seed;
     this.#rng = new Rng(deriveSeed(seed, 0));
-    const diskFaults = options.diskFaults !== false;
-    this.scenario = chooseScenario(
-      this.#rng,
-      options,
-      diskFaults ? new Rng(deriveSeed(seed, 3)) : null,
-    );
+    this.scenario = chooseScenario(this.#rng, options, {
+      disk: options.diskFaults !== false ? new Rng(deriveSeed(seed, 3)) : undefined,
+      refusals: options.refusals !== false ? new Rng(deriveSeed(seed, 5)) : undefined,
+    });
     this.#plantedBugs = options.plantedBugs;
     this.#driverBugs = options.driverBugs ?? {};
     this.#removeVotersWhileLost = options.removeVotersWhileLost !== false;
     this.#diskRng = new Rng(deriveSeed(seed, 4));
+    this.#refusalRng = new Rng(deriveSeed(seed, 6));
     this.trace = new Trace({ digest: options.digest, print: options.print });
     this.#net = new Network(new Rng(deriveSeed(seed, 1)));
     const s = this.scenario;
     this.#net.conditions = {
       lossRate: s.lossRate,
       duplicateRate: s.duplicateRate,
-      delayMinTicks: 1,
+      delayMinTicks: s.delayMinTicks,
       delayMaxTicks: s.delayMaxTicks,
+      refuseRate: s.refuseRate,
     };
     this.#timing = {
       heartbeatTicks: s.heartbeatTicks,
@@ -301,6 +373,14 @@ export class Simulation {
       replacedNodes: this.#replacedNodes,
       events: this.trace.count,
       digest: this.trace.digest,
+      failovers: [...this.#failover.samples],
+      probes: this.#probes,
+      refusals: this.#refusals,
+      refusalsActed: this.#refusalsActed,
+      liesActed: this.#liesActed,
+      answersActed: this.#answersActed,
+      electionsByLie: this.#electionsByLie,
+      electionsDespiteStickiness: this.#electionsDespiteStickiness,
     };
   }
 
@@ -309,10 +389,11 @@ export class Simulation {
     return `seed=${this.seed} profile=${s.profile} nodes=${s.nodes} hb=${s.heartbeatTicks} ` +
       `election=${s.electionTicks}+${s.electionJitterTicks} batch=${s.appendBatchSize} ` +
       `inflight=${s.maxInflight} snapshotThreshold=${s.snapshotThreshold} faults=${s.faultTicks} ` +
-      `loss=${s.lossRate} dup=${s.duplicateRate} delay=1..${s.delayMaxTicks}` +
+      `loss=${s.lossRate} dup=${s.duplicateRate} delay=${s.delayMinTicks}..${s.delayMaxTicks}` +
       (s.diskFaults
         ? ` unsyncedKept=${s.pUnsyncedKept} bitFlip=${s.pBitFlip} replace=${s.pReplaceFailed}`
-        : "");
+        : "") +
+      (s.refusals ? ` refuseRate=${s.refuseRate} restartDeaf=0..${s.restartDeafTicksMax}` : "");
   }
 
   #rateOf(id: NodeId): number {
@@ -337,7 +418,9 @@ export class Simulation {
       node.tickCredit += node.rate;
       while (node.tickCredit >= 1 && node.up) {
         node.tickCredit -= 1;
+        node.ticks++;
         this.#api(node, "tick", (raft) => raft.tick(), true);
+        if (this.scenario.refusals) this.#probeLeader(node);
       }
     }
   }
@@ -383,14 +466,130 @@ export class Simulation {
       unreachable("down");
       return;
     }
+    if (!this.#net.isListening(m.to)) {
+      unreachable("restarting");
+      return;
+    }
     if (this.#net.isBlocked(m.from, m.to)) {
       unreachable("partition");
       return;
     }
     this.#delivered++;
     this.#event(envelope.duplicate ? "deliver(dup)" : "deliver", m.to, m);
-    this.#api(target, "step", (raft) => raft.step(m), true);
+    if (m.type === "vote_request" && !m.transfer) {
+      this.#answering = {
+        voter: m.to,
+        how: hearing(target, this.#nodes, this.#timing.electionTicks),
+      };
+    }
+    try {
+      this.#api(target, "step", (raft) => raft.step(m), true);
+    } finally {
+      this.#answering = null;
+    }
+    const fromLeader = m.type === "append_request" || m.type === "heartbeat_request" ||
+      m.type === "snapshot_request";
+    // (The step may have crashed the target: what it showed before is stale then.)
+    if (fromLeader && target.up && target.leaderId === m.from && target.term === m.term) {
+      target.heard = { leader: m.from, term: m.term, at: target.ticks };
+    }
     reportSnapshot(true);
+  }
+
+  // ---- failure detection (what the agent's prober does) ------------------------
+
+  /**
+   * After a tick: the agent probes the leader whose heartbeats the core
+   * missed, at once and then every heartbeat interval. A refused connection
+   * is evidence the leader is gone, and so is an answer that it does not lead
+   * the prober's term (its agent restarted). A cut link answers nothing.
+   */
+  #probeLeader(node: SimNode): void {
+    const raft = node.raft;
+    if (raft === null) return;
+    const leader = raft.leaderToProbe();
+    if (leader === NONE) {
+      node.probeDueIn = 0;
+      return;
+    }
+    if (node.probeDueIn > 0) {
+      node.probeDueIn--;
+      return;
+    }
+    node.probeDueIn = this.#timing.heartbeatTicks - 1;
+    this.#probes++;
+    const target = this.#nodes.get(leader);
+    const outcome = target !== undefined ? this.#net.connect(node.id, leader) : "refused";
+    if (outcome === "timeout") return;
+    const lie = outcome === "refused" && target !== undefined && target.up &&
+      this.#net.isListening(leader);
+    if (outcome === "accepted" && target!.role === "leader" && target!.term === node.term) return;
+    this.#event(
+      outcome === "refused" ? "probe refused" : "probe answered",
+      node.id,
+      outcome === "refused"
+        ? `n${leader}${lie ? " (a lie)" : ""}`
+        : `n${leader} is ${target!.role} in term ${target!.term}`,
+    );
+    let acted = false;
+    this.#api(node, "reportLeaderGone", (raft) => {
+      acted = raft.reportLeaderGone(leader);
+    }, true);
+    if (outcome === "refused") this.#countRefusal(node, leader, lie, acted);
+    else if (acted) this.#answersActed++;
+  }
+
+  #countRefusal(node: SimNode, leader: NodeId, lie: boolean, acted: boolean): void {
+    this.#refusals++;
+    if (!acted) return;
+    this.#refusalsActed++;
+    if (lie) this.#liesActed++;
+    this.#event("forgets its leader", node.id, `n${leader} refused${lie ? " (a lie)" : ""}`);
+  }
+
+  /**
+   * A leader was elected: time the failover under way, and judge the grants
+   * it won with (transfers aside): one from a voter that still followed a
+   * live leader breaks leader stickiness; one from a voter a lie made forget
+   * a live leader it heard is an election by a lie (see failover.ts).
+   */
+  #leaderElected(node: SimNode, term: number): void {
+    node.leaderSince = this.#now;
+    const sample = this.#failover.elected(this.#now, term, this.#timing);
+    if (sample !== null) this.#event("failover", node.id, `${sample.ticks} ticks`);
+    const how = this.#stickiness.elected(node.id, term);
+    if (this.#transferTerms.has(term)) return;
+    if (how === "follows") {
+      this.#electionsDespiteStickiness++;
+      this.#event("DEPOSED", node.id, "a voter that followed a live leader elected it");
+    } else if (how === "forgot") {
+      this.#electionsByLie++;
+      this.#event("deposed by a lie", node.id, "a voter that forgot a live leader elected it");
+    }
+  }
+
+  /**
+   * Whether the cluster around leader `node` is steady: failover on, no
+   * partition, every other voter up and listening.
+   */
+  #steady(node: SimNode): boolean {
+    if (!this.#failoverEnabled || this.#net.partitioned || this.#lagging !== null) return false;
+    return node.voters.every((id) => {
+      const n = this.#nodes.get(id);
+      return n !== undefined && (n === node ||
+        (n.up && !n.removed && !n.failed && this.#net.isListening(id)));
+    });
+  }
+
+  /** `leader_crash`: crash the leader of a steady cluster, in office for an election timeout. */
+  #crashSteadyLeader(): void {
+    const leader = this.#leader();
+    if (leader === undefined || this.#failover.watching || !this.#steady(leader)) return;
+    if (this.#now - leader.leaderSince < this.#timing.electionTicks) return;
+    const following = leader.voters.every((id) =>
+      id === leader.id || this.#nodes.get(id)?.leaderId === leader.id
+    );
+    if (following) this.#crash(leader, "crash leader");
   }
 
   /**
@@ -500,8 +699,12 @@ export class Simulation {
       const reports = node.reports;
       node.reports = [];
       for (const r of reports) {
-        if (r.ok === null) raft.reportUnreachable(r.peer);
-        else raft.reportSnapshot(r.peer, r.ok);
+        if (r.kind === "snapshot") raft.reportSnapshot(r.peer, r.ok);
+        else raft.reportUnreachable(r.peer);
+        // A follower's message to its leader refused: as a refused probe.
+        if (r.kind === "refused" && node.leaderId === r.peer) {
+          this.#countRefusal(node, r.peer, r.lie, raft.reportLeaderGone(r.peer));
+        }
       }
     }
     throw new Violation("core exception", `n${node.id} produced Readies without end`);
@@ -514,12 +717,21 @@ export class Simulation {
     if (m.type === "vote_response" && m.granted && !m.preVote) {
       this.checker.observeVoteGranted(m.from, m.term, m.to);
     }
-    const outcome = this.#nodes.has(m.to) ? this.#net.send(m, this.#now, node.incarnation) : "lost";
+    if (m.type === "vote_response" && m.granted && this.#answering?.voter === m.from) {
+      this.#stickiness.granted(m.to, m.term, this.#answering.how);
+    }
+    if (m.type === "vote_request" && m.transfer && !m.preVote) this.#transferTerms.add(m.term);
+    const target = this.#nodes.get(m.to);
+    const lie = target !== undefined && target.up && this.#net.isListening(m.to);
+    const outcome = target !== undefined ? this.#net.send(m, this.#now, node.incarnation) : "lost";
     if (outcome !== "queued") {
       this.#event(`drop(${outcome})`, node.id, m);
-      // A transport notices a cut link (not a silently lost message).
-      if (outcome === "blocked") node.reports.push({ peer: m.to, ok: null });
-      if (m.type === "snapshot_request") node.reports.push({ peer: m.to, ok: false });
+      // A transport notices a cut link and a refusal (not a silently lost message).
+      if (outcome === "blocked") node.reports.push({ kind: "unreachable", peer: m.to });
+      if (outcome === "refused") node.reports.push({ kind: "refused", peer: m.to, lie });
+      if (m.type === "snapshot_request") {
+        node.reports.push({ kind: "snapshot", peer: m.to, ok: false });
+      }
     }
   }
 
@@ -690,6 +902,7 @@ export class Simulation {
       if (this.checker.observeLeader(node.id, st.term)) {
         this.#event("elected", node.id, `term ${st.term} last=${st.lastIndex}:t${st.lastTerm}`);
         this.checker.checkLeaderCompleteness(node.id, st.term, node.disk);
+        this.#leaderElected(node, st.term);
       }
       this.checker.observeLeaderCommit(node.id, st.term, st.commitIndex, node.disk);
     }
@@ -710,9 +923,17 @@ export class Simulation {
 
   #crash(node: SimNode, why: string, downTicks?: number): void {
     if (!node.up) return;
+    // Any crash spoils a failover being timed; a steady cluster's leader starts one.
+    this.#failover.disturbed();
+    if (node.role === "leader" && this.#steady(node)) {
+      this.#failover.leaderCrashed(this.#now, node.term);
+    }
+    if (this.scenario.refusals) this.#net.setListening(node.id, false);
     node.raft = null;
     node.armed = null;
     node.reports = [];
+    node.heard = null;
+    node.probeDueIn = 0;
     node.restartAt = this.#now +
       (downTicks ??
         this.#rng.range(
@@ -786,6 +1007,11 @@ export class Simulation {
     node.term = state.hardState.term;
     node.lastIndex = 0;
     node.tickCredit = 0;
+    if (this.scenario.refusals) {
+      // The agent listens a little after it starts: until then it refuses (a lie of sorts).
+      node.listenAt = this.#now + this.#refusalRng.range(0, this.scenario.restartDeafTicksMax);
+      this.#net.setListening(node.id, node.listenAt <= this.#now);
+    }
     this.#event(
       node.incarnation === 1 ? "boot" : "restart",
       node.id,
@@ -799,6 +1025,10 @@ export class Simulation {
     for (const node of this.#nodes.values()) {
       if (!node.up && !node.removed && !node.failed && node.restartAt <= this.#now) {
         this.#restart(node);
+      }
+      if (node.up && node.listenAt <= this.#now && !this.#net.isListening(node.id)) {
+        this.#net.setListening(node.id, true);
+        this.#event("listening", node.id);
       }
     }
   }
@@ -830,6 +1060,7 @@ export class Simulation {
       const leader = this.#leader();
       if (leader) this.#crash(leader, "crash leader");
     }
+    if (rng.chance(s.pCrashSteadyLeader)) this.#crashSteadyLeader();
     if (rng.chance(s.pArmCrash)) {
       const node = rng.pick(live);
       node.armed = { point: rng.pick(s.armPoints), trigger: rng.pick(s.armTriggers) };
@@ -904,6 +1135,7 @@ export class Simulation {
   }
 
   #partition(): void {
+    this.#failover.disturbed();
     const rng = this.#rng;
     const ids = rng.shuffle([...this.#nodes.values()].filter((n) => !n.removed).map((n) => n.id));
     if (ids.length < 2) return;
@@ -945,6 +1177,7 @@ export class Simulation {
       this.#net.heal();
       this.#net.blockBetween([node.id], ids);
       this.#lagging = { node: node.id, until: this.#now + this.scenario.lagTicks };
+      this.#failover.disturbed();
       this.#event("lag start", node.id, `until t=${this.#lagging.until}`);
     } else if (this.#now >= lag.until) {
       this.#net.heal();
@@ -1007,6 +1240,7 @@ export class Simulation {
   }
 
   #setFailover(enabled: boolean): void {
+    this.#failover.disturbed();
     this.#failoverEnabled = enabled;
     this.#event(enabled ? "failover on" : "failover off", 0);
     for (const node of this.#liveNodes()) {
@@ -1036,6 +1270,7 @@ export class Simulation {
   // ---- healing and liveness ---------------------------------------------------------
 
   #heal(): void {
+    this.#failover.disturbed();
     this.#healedAt = this.#now;
     this.#net.heal();
     this.#lagging = null;

@@ -4,6 +4,7 @@
  *
  *   deno task sim --seeds 1000 --seed-start 1
  *   deno task sim --seed 42          (or SEED=42 deno task sim)
+ *   deno task sim --seeds 500 --profile leader_crash --no-refusals
  *
  * Many seeds end with one JSON line of figures; a violation prints the seed,
  * the property, the last events and how to replay it, and exits 1.
@@ -13,10 +14,16 @@
 
 import { parseArgs } from "node:util";
 import { type RunOptions, type RunResult, runSeed } from "./cluster.ts";
+import { type FailoverFigures, failoverFigures, type FailoverSample } from "./failover.ts";
 import { type ProfileName, PROFILES } from "./scenario.ts";
 
-/** Totals over many seeds (the final JSON line). */
-export interface SimSummary {
+/**
+ * Totals over many seeds (the final JSON line). The failover figures cover
+ * every failover timed (a steady cluster's leader crashed, nothing else
+ * happened until the next election), whatever the seed's timing: compare
+ * them across runs of one profile (`--profile leader_crash`).
+ */
+export interface SimSummary extends FailoverFigures {
   seeds: number;
   violations: number;
   elections: number;
@@ -34,6 +41,20 @@ export interface SimSummary {
   /** nodes that refused to start, replaced by a new node */
   replacedNodes: number;
   delivered: number;
+  /** probes of a leader whose heartbeats a follower missed */
+  probes: number;
+  /** refused connections reported to a follower's core */
+  refusals: number;
+  /** refusals the core acted on */
+  refusalsActed: number;
+  /** of those, lies (the refusing node was up and listening) */
+  liesActed: number;
+  /** probes answered "not leader of your term" (a restarted leader) that a core acted on */
+  answersActed: number;
+  /** elections won with a grant from a voter a lie made forget a live leader it heard */
+  electionsByLie: number;
+  /** elections won with a grant from a voter that still followed a live leader: must be 0 */
+  electionsDespiteStickiness: number;
   seconds: number;
   seedsPerSecond: number;
   failedSeed?: number;
@@ -78,9 +99,18 @@ export function runSeeds(
     refusedStarts: 0,
     replacedNodes: 0,
     delivered: 0,
+    probes: 0,
+    refusals: 0,
+    refusalsActed: 0,
+    liesActed: 0,
+    answersActed: 0,
+    electionsByLie: 0,
+    electionsDespiteStickiness: 0,
+    ...failoverFigures([]),
     seconds: 0,
     seedsPerSecond: 0,
   };
+  const failovers: FailoverSample[] = [];
   let failure: RunResult | null = null;
   for (let seed = start; seed < start + count; seed++) {
     const result = runSeed(seed, options);
@@ -95,6 +125,14 @@ export function runSeeds(
     summary.refusedStarts += result.stats.refusedStarts;
     summary.replacedNodes += result.stats.replacedNodes;
     summary.delivered += result.stats.delivered;
+    summary.probes += result.stats.probes;
+    summary.refusals += result.stats.refusals;
+    summary.refusalsActed += result.stats.refusalsActed;
+    summary.liesActed += result.stats.liesActed;
+    summary.answersActed += result.stats.answersActed;
+    summary.electionsByLie += result.stats.electionsByLie;
+    summary.electionsDespiteStickiness += result.stats.electionsDespiteStickiness;
+    failovers.push(...result.stats.failovers);
     if (result.violation !== null) {
       summary.violations++;
       summary.failedSeed = seed;
@@ -103,6 +141,7 @@ export function runSeeds(
       break;
     }
   }
+  Object.assign(summary, failoverFigures(failovers));
   summary.seconds = Math.round((performance.now() - began) / 10) / 100;
   summary.seedsPerSecond = Math.round(summary.seeds / Math.max(summary.seconds, 0.01) * 10) / 10;
   return { summary, failure };
@@ -138,11 +177,13 @@ export function main(args: string[]): number {
       seed: { type: "string" },
       nodes: { type: "string" },
       profile: { type: "string" },
+      "no-refusals": { type: "boolean" },
       quiet: { type: "boolean" },
     },
     strict: true,
   });
   const options: RunOptions = {};
+  if (values["no-refusals"]) options.refusals = false;
   if (values.nodes !== undefined) {
     const nodes = parseCount("nodes", values.nodes, 3);
     if (nodes !== 3 && nodes !== 5) throw new RangeError(`--nodes must be 3 or 5, got ${nodes}`);

@@ -3,6 +3,12 @@
  * lost, duplicated and reordered at random, and directed links can be cut to
  * build partitions (symmetric, one-way, a bridge node between two halves).
  *
+ * A connection to a node whose agent does not listen (crashed, or restarting
+ * and not listening yet) is refused, and the sender learns it at once: that
+ * is evidence, distinct from loss and from a cut link (where the sender hears
+ * nothing). Refusals sometimes lie: with `refuseRate` a listening node's
+ * connection is refused too.
+ *
  * @module
  */
 
@@ -21,7 +27,13 @@ export interface Envelope {
 }
 
 /** What happened to a message handed to {@link Network.send}. */
-export type SendOutcome = "queued" | "lost" | "blocked";
+export type SendOutcome = "queued" | "lost" | "blocked" | "refused";
+
+/**
+ * What a connection attempt ({@link Network.connect}) met: a listener, a
+ * refusal (nothing listens, or a lie), or silence (a cut link).
+ */
+export type ConnectOutcome = "accepted" | "refused" | "timeout";
 
 /** Random conditions of every link. */
 export interface LinkConditions {
@@ -33,6 +45,8 @@ export interface LinkConditions {
   delayMinTicks: number;
   /** largest delay in ticks */
   delayMaxTicks: number;
+  /** probability a connection to a listening node is refused anyway (a lie); default 0 */
+  refuseRate?: number;
 }
 
 /** Largest node id the link table can hold. */
@@ -52,6 +66,8 @@ export class Network {
   };
   readonly #rng: Rng;
   readonly #blocked = new Set<number>();
+  /** nodes whose agent does not listen: connections to them are refused */
+  readonly #deaf = new Set<NodeId>();
   readonly #queue = new Map<number, Envelope[]>();
   #inFlight = 0;
 
@@ -93,6 +109,27 @@ export class Network {
     }
   }
 
+  /** Whether `id`'s agent accepts connections. */
+  isListening(id: NodeId): boolean {
+    return this.#deaf.size === 0 || !this.#deaf.has(id);
+  }
+
+  /** `id`'s agent starts (true) or stops (false) accepting connections. */
+  setListening(id: NodeId, listening: boolean): void {
+    if (listening) this.#deaf.delete(id);
+    else this.#deaf.add(id);
+  }
+
+  /**
+   * Open a connection from → to (a probe): silence across a link cut either
+   * way (the handshake needs both), refused when nothing listens or, with
+   * `refuseRate`, when something does (a lie).
+   */
+  connect(from: NodeId, to: NodeId): ConnectOutcome {
+    if (this.isBlocked(from, to) || this.isBlocked(to, from)) return "timeout";
+    return this.#refuses(to) ? "refused" : "accepted";
+  }
+
   /** Restore every link. */
   heal(): void {
     this.#blocked.clear();
@@ -101,6 +138,7 @@ export class Network {
   /** Queue a message (or lose it), at tick `now`. */
   send(message: Message, now: number, senderIncarnation: number): SendOutcome {
     if (this.isBlocked(message.from, message.to)) return "blocked";
+    if (this.#refuses(message.to)) return "refused";
     const c = this.conditions;
     if (this.#rng.chance(c.lossRate)) return "lost";
     this.#enqueue({ message, deliverAt: now + this.#delay(), senderIncarnation, duplicate: false });
@@ -131,6 +169,10 @@ export class Network {
   clear(): void {
     this.#queue.clear();
     this.#inFlight = 0;
+  }
+
+  #refuses(to: NodeId): boolean {
+    return !this.isListening(to) || this.#rng.chance(this.conditions.refuseRate ?? 0);
   }
 
   #delay(): number {

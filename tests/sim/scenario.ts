@@ -15,11 +15,25 @@ import type { Rng } from "./rng.ts";
  * - `vote_crash`: concurrent elections; voters crash around persisting their vote.
  * - `lagging`: one node is cut off while the others commit, then rejoins as
  *   the leader goes away.
+ * - `leader_crash`: the failover figure. Timing like the agent's (a heartbeat
+ *   of several ticks, messages faster than a tick, an election timeout of
+ *   10–12 heartbeats); only the leader of a steady cluster crashes, and
+ *   connections to it are refused while it is down (and, rarely, when not).
+ *   Drawn only when refusals are modelled (or asked for by name).
  */
-export type ProfileName = "mixed" | "leader_churn" | "vote_crash" | "lagging";
+export type ProfileName = "mixed" | "leader_churn" | "vote_crash" | "lagging" | "leader_crash";
 
 /** Every profile. */
-export const PROFILES: readonly ProfileName[] = ["mixed", "leader_churn", "vote_crash", "lagging"];
+export const PROFILES: readonly ProfileName[] = [
+  "mixed",
+  "leader_churn",
+  "vote_crash",
+  "lagging",
+  "leader_crash",
+];
+
+/** How often seeds get `leader_crash` when refusals are modelled. */
+const LEADER_CRASH_SHARE = 0.1;
 
 /** Where in the handling of a Ready an armed crash strikes. */
 export type CrashPoint =
@@ -72,12 +86,19 @@ export interface Scenario {
   faultTicks: number;
   lossRate: number;
   duplicateRate: number;
+  /** smallest message delay in ticks (0: later in the same tick) */
+  delayMinTicks: number;
   delayMaxTicks: number;
   /** per node: logical ticks per simulated tick (0.5–1.5) */
   tickRates: number[];
   pPropose: number;
   pCrash: number;
   pCrashLeader: number;
+  /**
+   * probability per tick the leader crashes when the cluster is steady: every
+   * node up, no failover under way, the leader in office an election timeout
+   */
+  pCrashSteadyLeader: number;
   /** probability of arming a crash at a point in the next Ready of a node */
   pArmCrash: number;
   /** which Readies an armed crash waits for (one is drawn per arming) */
@@ -113,6 +134,24 @@ export interface Scenario {
   pBitFlip: number;
   /** probability per tick an operator acts to replace a node that refused to start */
   pReplaceFailed: number;
+  /**
+   * refused connections are modelled (a crashed or restarting node's agent
+   * refuses them, followers probe a leader whose heartbeats they missed and
+   * report refusals to the core); off, a seed runs exactly as before they were
+   */
+  refusals: boolean;
+  /** probability a connection to a listening node is refused anyway (a lie) */
+  refuseRate: number;
+  /** a restarted node's agent listens only after 0 to this many ticks */
+  restartDeafTicksMax: number;
+}
+
+/** Generators of fault families drawn apart from the rest; a family is off without its own. */
+export interface FaultStreams {
+  /** torn saves and bit flips */
+  disk?: Rng;
+  /** refused connections, true and lying, and the `leader_crash` profile among random ones */
+  refusals?: Rng;
 }
 
 /** Options that override what the seed would choose. */
@@ -127,21 +166,23 @@ export interface ScenarioOverrides {
  *
  * @param rng the seed's generator
  * @param overrides what the caller fixes instead of the seed
- * @param diskRng draws the disk faults (a generator of its own, so turning
- *   them off leaves every other draw as it was); null: no disk faults
+ * @param faults generators of the fault families to turn on (each of its
+ *   own, so turning one off leaves every other draw as it was)
  * @returns the scenario
  * @example
  * ```ts
- * const s = chooseScenario(new Rng(1), { nodes: 3 }, new Rng(2));
- * console.assert(s.nodes === 3 && s.armPoints.includes("before_sync"));
+ * const s = chooseScenario(new Rng(1), { nodes: 3 }, { disk: new Rng(2) });
+ * console.assert(s.nodes === 3 && s.armPoints.includes("before_sync") && !s.refusals);
  * ```
  */
 export function chooseScenario(
   rng: Rng,
   overrides: ScenarioOverrides = {},
-  diskRng: Rng | null = null,
+  faults: FaultStreams = {},
 ): Scenario {
-  const profile = overrides.profile ?? rng.pick(PROFILE_DRAW);
+  const refusalRng = faults.refusals;
+  const profile = overrides.profile ??
+    (refusalRng?.chance(LEADER_CRASH_SHARE) ? "leader_crash" : rng.pick(PROFILE_DRAW));
   const nodes = overrides.nodes ?? (rng.chance(0.5) ? 3 : 5);
   const base: Scenario = {
     profile,
@@ -155,11 +196,13 @@ export function chooseScenario(
     faultTicks: overrides.faultTicks ?? rng.range(400, 800),
     lossRate: rng.pick([0, 0.01, 0.05, 0.15]),
     duplicateRate: rng.pick([0, 0.02, 0.1]),
+    delayMinTicks: 1,
     delayMaxTicks: rng.range(1, 5),
     tickRates: [],
     pPropose: rng.pick([0.1, 0.3, 0.6]),
     pCrash: 0.004,
     pCrashLeader: 0.004,
+    pCrashSteadyLeader: 0,
     pArmCrash: 0.01,
     armTriggers: ["any"],
     armPoints: ["before_persist", "after_persist", "before_apply"],
@@ -179,6 +222,9 @@ export function chooseScenario(
     pUnsyncedKept: 0,
     pBitFlip: 0,
     pReplaceFailed: 0,
+    refusals: false,
+    refuseRate: 0,
+    restartDeafTicksMax: 0,
   };
   switch (profile) {
     case "mixed":
@@ -233,20 +279,78 @@ export function chooseScenario(
         pTransfer: 0.002,
       });
       break;
+    case "leader_crash":
+      Object.assign(base, chooseLeaderCrash(rng, overrides));
+      break;
   }
   for (let i = 0; i < base.nodes + 4; i++) {
-    base.tickRates.push(rng.chance(0.5) ? 1 : 0.5 + rng.float());
+    // leader_crash: clocks as steady as real ones, phases drifting a little.
+    base.tickRates.push(
+      rng.chance(0.5)
+        ? 1
+        : profile === "leader_crash"
+        ? 0.95 + 0.1 * rng.float()
+        : 0.5 + rng.float(),
+    );
   }
-  if (diskRng !== null) Object.assign(base, chooseDiskFaults(diskRng, base));
+  if (faults.disk !== undefined) Object.assign(base, chooseDiskFaults(faults.disk, base));
+  if (refusalRng !== undefined) Object.assign(base, chooseRefusals(refusalRng, base));
   return base;
 }
 
 /**
+ * `leader_crash`: the agent's proportions (heartbeat 75 ms at a 10 ms tick is
+ * 8 ticks, election timeout 900 ms is 12 heartbeats; loopback messages take
+ * well under a tick). Nothing crashes but a steady cluster's leader, which
+ * stays down long enough to be missed or comes back at once.
+ */
+function chooseLeaderCrash(rng: Rng, overrides: ScenarioOverrides): Partial<Scenario> {
+  const heartbeatTicks = rng.range(4, 8);
+  const electionTicks = heartbeatTicks * rng.pick([10, 12]);
+  return {
+    heartbeatTicks,
+    electionTicks,
+    electionJitterTicks: Math.round(electionTicks / 4),
+    faultTicks: overrides.faultTicks ?? rng.range(1200, 2000),
+    lossRate: rng.pick([0, 0, 0.01]),
+    duplicateRate: rng.pick([0, 0.02]),
+    delayMinTicks: 0,
+    delayMaxTicks: 1,
+    pCrash: 0,
+    pCrashLeader: 0,
+    pCrashSteadyLeader: 1 / (2 * electionTicks),
+    downTicksMax: 3 * electionTicks,
+    pArmCrash: 0,
+    pPartition: 0,
+    pAddNode: 0,
+    pRemoveNode: 0,
+    pTransfer: 0,
+    pFailoverPause: 0,
+  };
+}
+
+/**
+ * Refused connections: a restarted agent listens after a few ticks (its
+ * refusals then are lies of a node that is only restarting), and a listening
+ * node's connection is refused now and then (`leader_crash` lies more, to
+ * show that lies depose no leader that a quorum hears).
+ */
+function chooseRefusals(rng: Rng, s: Scenario): Partial<Scenario> {
+  const leaderCrash = s.profile === "leader_crash";
+  return {
+    refusals: true,
+    refuseRate: leaderCrash ? rng.pick([0.005, 0.01, 0.02]) : rng.pick([0, 0.001, 0.01]),
+    restartDeafTicksMax: leaderCrash ? 2 * s.heartbeatTicks : rng.pick([0, 2, 5]),
+  };
+}
+
+/**
  * The disk's faults for a scenario. Bit flips stay rare, and off in
- * `leader_churn` (Figure 8 wants all three nodes of its small clusters).
+ * `leader_churn` (Figure 8 wants all three nodes of its small clusters) and
+ * `leader_crash` (a node lost for good is no failover to measure).
  */
 function chooseDiskFaults(rng: Rng, s: Scenario): Partial<Scenario> {
-  const pBitFlip = s.profile === "leader_churn"
+  const pBitFlip = s.profile === "leader_churn" || s.profile === "leader_crash"
     ? 0
     : s.profile === "vote_crash"
     ? rng.pick([0, 0.002])

@@ -13,7 +13,7 @@ import { CorruptRecordError, Disk } from "./disk.ts";
 import { main, runSeeds, violationReport } from "./main.ts";
 import { Network } from "./network.ts";
 import { deriveSeed, Rng } from "./rng.ts";
-import { chooseScenario } from "./scenario.ts";
+import { chooseScenario, PROFILES } from "./scenario.ts";
 
 /** Seeds `deno task test` runs against the clean core. */
 const CI_SEEDS = 1000;
@@ -88,6 +88,31 @@ Deno.test("network delivers within the delay range and never across a cut link",
   assert.equal(net.send({ ...msg, from: 2, to: 3 }, 10, 1), "queued");
   net.heal();
   assert.equal(net.send(msg, 10, 1), "queued");
+});
+
+Deno.test("network refuses connections to a node that does not listen, at once, and lies at refuseRate", () => {
+  const net = new Network(new Rng(3));
+  const msg = { type: "timeout_now" as const, term: 1, from: 1, to: 2 };
+  net.setListening(2, false);
+  assert.equal(net.send(msg, 0, 1), "refused");
+  assert.equal(net.connect(1, 2), "refused");
+  assert.equal(net.inFlight, 0, "nothing queued: the sender learns it at once");
+  // A cut link answers nothing, whether the node listens or not.
+  net.block(2, 1);
+  assert.equal(net.connect(1, 2), "timeout");
+  net.heal();
+  net.setListening(2, true);
+  assert.equal(net.connect(1, 2), "accepted");
+  assert.equal(net.send(msg, 0, 1), "queued");
+  net.conditions = {
+    lossRate: 0,
+    duplicateRate: 0,
+    delayMinTicks: 1,
+    delayMaxTicks: 1,
+    refuseRate: 1,
+  };
+  assert.equal(net.send(msg, 0, 1), "refused", "a lie");
+  assert.equal(net.connect(1, 2), "refused", "a lie");
 });
 
 Deno.test("network with loss rate 1 loses everything and duplicate rate 1 doubles it", () => {
@@ -247,24 +272,33 @@ Deno.test("checker reports a second vote in one term and a read that misses a co
 
 // ---- scenarios and runs -------------------------------------------------------------------
 
-Deno.test("scenarios cover 3 and 5 nodes, every profile, and disk faults", () => {
+Deno.test("scenarios cover 3 and 5 nodes, every profile, disk faults and refusals", () => {
   const nodes = new Set<number>();
   const profiles = new Set<string>();
   let flipping = 0;
+  let lying = 0;
   for (let seed = 1; seed <= 200; seed++) {
-    const s = chooseScenario(new Rng(deriveSeed(seed, 0)), {}, new Rng(deriveSeed(seed, 3)));
+    const s = chooseScenario(new Rng(deriveSeed(seed, 0)), {}, {
+      disk: new Rng(deriveSeed(seed, 3)),
+      refusals: new Rng(deriveSeed(seed, 5)),
+    });
     nodes.add(s.nodes);
     profiles.add(s.profile);
     assert.ok(s.electionTicks > s.heartbeatTicks);
     assert.ok(s.armPoints.includes("before_sync"));
     assert.ok(s.pUnsyncedKept > 0 && s.pUnsyncedKept < 1, "both outcomes of a torn save");
     if (s.pBitFlip > 0) flipping++;
+    assert.ok(s.refusals);
+    if (s.refuseRate > 0) lying++;
     const without = chooseScenario(new Rng(deriveSeed(seed, 0)));
     assert.equal(without.pBitFlip, 0);
     assert.ok(!without.armPoints.includes("before_sync"));
+    assert.ok(!without.refusals && without.refuseRate === 0 && without.restartDeafTicksMax === 0);
+    assert.notEqual(without.profile, "leader_crash", "leader_crash is drawn only with refusals");
   }
   assert.deepEqual([...nodes].sort(), [3, 5]);
-  assert.equal(profiles.size, 4);
+  assert.deepEqual([...profiles].sort(), [...PROFILES].sort());
+  assert.ok(lying > 20 && lying < 180, `${lying} of 200 scenarios lie`);
   assert.ok(flipping > 20 && flipping < 180, `${flipping} of 200 scenarios flip bits`);
 });
 
@@ -295,6 +329,32 @@ Deno.test(`the clean core holds every property over ${CI_SEEDS} seeds`, () => {
   assert.ok(summary.tornSavesLost > 0, "no unsynced save cut off at a crash");
   assert.ok(summary.bitFlips > 0, "no bit flip");
   assert.ok(summary.refusedStarts > 0, "no node refused to start");
+  // Refusals, true and lying, reach the cores; stickiness holds (thesis §4.2.3).
+  assert.ok(summary.refusalsActed > 0 && summary.liesActed > 0 && summary.answersActed > 0);
+  assert.equal(summary.electionsDespiteStickiness, 0);
+  assert.ok(summary.failovers > CI_SEEDS, `only ${summary.failovers} failovers timed`);
+});
+
+/** Seeds of the `leader_crash` profile `deno task test` runs, with and without refusals. */
+const FAILOVER_SEEDS = 100;
+
+Deno.test(`leader_crash over ${FAILOVER_SEEDS} seeds: with refusals the median failover is within 4 heartbeat intervals and every one within 2 election timeouts`, () => {
+  const runs = [true, false].map((refusals) =>
+    runSeeds(1, FAILOVER_SEEDS, { profile: "leader_crash", refusals })
+  );
+  for (const { failure } of runs) if (failure !== null) assert.fail(violationReport(failure));
+  const [withRefusals, without] = runs.map((r) => r.summary);
+  // Targets (DESIGN.md): failover after the leader's process dies ≤ 4 heartbeat
+  // intervals; every case ≤ 2 election timeouts.
+  assert.ok(withRefusals!.failovers > 5 * FAILOVER_SEEDS, `${withRefusals!.failovers} failovers`);
+  assert.ok(withRefusals!.failoverHeartbeatsMedian <= 4, JSON.stringify(withRefusals));
+  assert.ok(withRefusals!.failoverElectionTimeoutsMax <= 2, JSON.stringify(withRefusals));
+  // Without refusals the followers wait out an election timeout (10–12 heartbeats).
+  assert.ok(without!.failoverHeartbeatsMedian >= 9, JSON.stringify(without));
+  // Lies were believed, and deposed no leader that a quorum heard.
+  assert.ok(withRefusals!.liesActed > 0, "no lie believed");
+  assert.equal(withRefusals!.electionsDespiteStickiness, 0);
+  assert.equal(withRefusals!.electionsByLie, 0);
 });
 
 Deno.test("a node whose disk has a flipped bit refuses to start, stays down, and the rest stays live", () => {
@@ -390,6 +450,20 @@ Deno.test("planted ackBeforeSync is caught through a lost acknowledged append wi
   ]);
 });
 
+Deno.test("planted noLeaderStickiness (thesis §4.2.3) is caught within 500 seeds: a voter that follows a live leader elects another", () => {
+  let caught: number | null = null;
+  for (let seed = 1; seed <= BUG_SEED_BUDGET && caught === null; seed++) {
+    const result = runSeed(seed, { plantedBugs: { noLeaderStickiness: true } });
+    // Not a safety bug: every safety property still holds.
+    if (result.violation !== null && result.violation.property !== "liveness") {
+      assert.fail(violationReport(result));
+    }
+    if (result.stats.electionsDespiteStickiness > 0) caught = seed;
+  }
+  assert.ok(caught !== null, `not caught in ${BUG_SEED_BUDGET} seeds`);
+  assert.equal(runSeed(caught).stats.electionsDespiteStickiness, 0, "the clean core on that seed");
+});
+
 // ---- the CLI ------------------------------------------------------------------------------
 
 Deno.test("sim CLI ends many seeds with one JSON line and rejects bad arguments", () => {
@@ -407,6 +481,7 @@ Deno.test("sim CLI ends many seeds with one JSON line and rejects bad arguments"
   assert.equal(summary.seeds, 3);
   assert.equal(summary.violations, 0);
   assert.ok(summary.elections > 0 && summary.committed > 0 && summary.ticks > 0);
+  assert.ok(summary.failovers >= 0 && summary.failoverTicksMax >= summary.failoverTicksMedian);
   assert.equal(JSON.parse(lines[1]!).seed, 20);
   assert.throws(() => main(["--seeds", "1.5"]), RangeError);
   assert.throws(() => main(["--nodes", "4"]), /--nodes must be 3 or 5/);
