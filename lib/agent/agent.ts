@@ -91,6 +91,8 @@ export class Agent {
   #link!: PostgresLink;
   #server!: PeerServer;
   #statusTimer: ReturnType<typeof setInterval> | undefined;
+  #probeTimer: ReturnType<typeof setInterval> | undefined;
+  #probing = false;
   /** the leader that last told this node to campaign at once (a transfer), and when */
   #handoverFrom: { from: NodeId; at: number } | null = null;
   /** the last view of the members a leader's heartbeats brought */
@@ -225,9 +227,16 @@ export class Agent {
         return this.#answer(sender.nodeId, messages);
       },
       status: () => httpStatus(this.#status()),
+      // Peers probe it when they miss heartbeats (see #probeLeader): role and term.
       health: () => {
         const st = this.#replica.status();
-        return { ok: true, detail: `${st.role} term ${st.term} leader ${st.leaderId}` };
+        return {
+          ok: true,
+          role: st.role,
+          term: st.term,
+          leader: st.leaderId,
+          detail: `${st.role} term ${st.term} leader ${st.leaderId}`,
+        };
       },
     };
     const app = createPeerApp(peerOptions);
@@ -530,10 +539,44 @@ export class Agent {
     });
   }
 
-  /** The status goes out at least every heartbeat (its ages and contacts move with time). */
+  /**
+   * The status goes out every heartbeat interval (its ages and contacts move
+   * with time); four times as often, a follower that misses its leader's
+   * heartbeats probes it.
+   */
   #startStatusTimer(intervalMs: number): void {
     if (this.#statusTimer !== undefined) clearInterval(this.#statusTimer);
+    if (this.#probeTimer !== undefined) clearInterval(this.#probeTimer);
     this.#statusTimer = setInterval(() => this.#link?.publisher.statusChanged(), intervalMs);
+    this.#probeTimer = setInterval(
+      () => this.#probeLeader(intervalMs),
+      Math.max(5, intervalMs / 4),
+    );
+  }
+
+  /**
+   * A follower that has missed its leader's heartbeats asks it (GET /health):
+   * a refused connection, or an answer that it does not lead this term, is
+   * evidence that it is gone — a timeout is not — and the follower pre-votes
+   * at once (DESIGN.md "Targets": failover after the leader's process dies).
+   */
+  #probeLeader(timeoutMs: number): void {
+    if (this.#probing) return;
+    const leader = this.#replica.leaderToProbe();
+    const client = leader === NONE ? null : this.#peers.client(leader);
+    if (!client) return;
+    this.#probing = true;
+    const term = this.#replica.status().term;
+    client.probe(timeoutMs).then((found) => {
+      const gone = found.kind === "refused" ||
+        (found.kind === "answered" && (found.role !== "leader" || found.term !== term));
+      if (!gone) return;
+      this.log.info("the leader is gone: campaigning without waiting out the election timeout", {
+        leader,
+        evidence: found.kind === "refused" ? "connection refused" : `answered ${found.role}`,
+      });
+      this.#replica.reportLeaderGone(leader);
+    }).finally(() => (this.#probing = false));
   }
 
   // ---- shutdown ------------------------------------------------------------
@@ -574,6 +617,7 @@ export class Agent {
 
   async #shutdown(): Promise<void> {
     if (this.#statusTimer !== undefined) clearInterval(this.#statusTimer);
+    if (this.#probeTimer !== undefined) clearInterval(this.#probeTimer);
     this.#replica?.stop();
     await this.#replica?.whenIdle();
     this.#link?.publisher.statusChanged();

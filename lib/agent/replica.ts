@@ -29,6 +29,7 @@ import {
   type Entry,
   type Message,
   type NodeId,
+  NONE,
   NotLeaderError,
   type PersistentState,
   type RaftConfig,
@@ -297,6 +298,24 @@ export class Replica {
         this.#handledWaiters.push(resolve);
       });
     });
+  }
+
+  /**
+   * The leader this follower should probe now (it has missed heartbeats), or
+   * NONE; see {@link reportLeaderGone}.
+   */
+  leaderToProbe(): NodeId {
+    return this.#stopped ? NONE : this.#node.leaderToProbe();
+  }
+
+  /**
+   * A probe found `leader`'s agent gone (connection refused) or not leading
+   * our term: evidence, so the follower pre-votes at once instead of waiting
+   * out an election timeout. Not for PostgreSQL high availability, where the
+   * old leader's lease must run out first.
+   */
+  reportLeaderGone(leader: NodeId): void {
+    this.#input(() => this.#node.reportLeaderGone(leader));
   }
 
   /** The transport could not reach `peer`. */

@@ -126,6 +126,26 @@ export interface PeerClientOptions {
   maxInflightRequests?: number;
 }
 
+/** What {@link PeerClient.probe} learned. */
+export type ProbeResult =
+  | { kind: "refused" }
+  | { kind: "answered"; role: string; term: number }
+  | { kind: "unknown" };
+
+/**
+ * Whether a failed fetch was refused at connect: nothing listened on the port.
+ * Deno reports it as a TypeError whose cause's message carries the OS's words.
+ */
+export function isConnectionRefused(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 4; depth++) {
+    if (e instanceof Deno.errors.ConnectionRefused || /connection refused/i.test(e.message)) {
+      return true;
+    }
+    e = e.cause;
+  }
+  return false;
+}
+
 /** An RPC the peer answered with an error status. */
 export class RpcError extends Error {
   /** "RpcError" */
@@ -373,6 +393,31 @@ export class PeerClient {
   }
 
   /** Abort in-flight requests, drop the queue and release the connection pool. Idempotent. */
+  /**
+   * Ask the peer's agent whether it is there and what it is (`GET /health`):
+   * "refused" when nothing listens on its port (its process is gone or
+   * restarting — evidence, unlike a timeout, which says nothing), else what it
+   * answered, or "unknown".
+   *
+   * @param timeoutMs how long to wait for the answer
+   */
+  async probe(timeoutMs: number): Promise<ProbeResult> {
+    if (this.#closed) return { kind: "unknown" };
+    try {
+      const res = await fetch(`${this.#baseUrl}/health`, {
+        signal: AbortSignal.timeout(timeoutMs),
+        client: this.#httpClient,
+      });
+      const body = await res.json() as { role?: unknown; term?: unknown };
+      if (typeof body.role !== "string" || typeof body.term !== "number") {
+        return { kind: "unknown" };
+      }
+      return { kind: "answered", role: body.role, term: body.term };
+    } catch (error) {
+      return isConnectionRefused(error) ? { kind: "refused" } : { kind: "unknown" };
+    }
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -78,9 +78,11 @@ export {
   registerRpc,
 } from "./server.ts";
 export {
+  isConnectionRefused,
   MAX_QUEUED_MESSAGES_DEFAULT,
   PeerClient,
   type PeerClientOptions,
+  type ProbeResult,
   REQUEST_TIMEOUT_MS_DEFAULT,
   RpcError,
   SNAPSHOT_CHUNK_BYTES_DEFAULT,
