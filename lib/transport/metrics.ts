@@ -63,6 +63,8 @@ interface HistogramSeries {
  */
 export class Metrics {
   #families = new Map<string, Family>();
+  /** the same families by the name callers use (with or without the prefix) */
+  #byGivenName = new Map<string, Family>();
   #buckets: readonly number[];
 
   /**
@@ -210,6 +212,9 @@ export class Metrics {
   }
 
   #family(name: string, type: MetricType): Family {
+    // Hot: every message counts. Families are found by the name as given first.
+    const known = this.#byGivenName.get(name);
+    if (known !== undefined && known.type === type) return known;
     const full = prefixed(name);
     let family = this.#families.get(full);
     if (family === undefined) {
@@ -218,6 +223,7 @@ export class Metrics {
       this.#families.set(full, family);
     }
     assert(family.type === type, `metric ${full} is a ${family.type}, used as a ${type}`);
+    this.#byGivenName.set(name, family);
     return family;
   }
 }
