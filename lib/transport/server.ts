@@ -120,6 +120,17 @@ export interface PeerAppOptions {
   now?: () => number;
 }
 
+/** The agent process's memory, as `GET /metrics` shows it (Deno.memoryUsage at the request). */
+const PROCESS_METRICS: readonly [string, string][] = [
+  ["process_resident_memory_bytes", "Resident memory of the agent process, in bytes."],
+  ["process_heap_used_bytes", "V8 heap in use, in bytes."],
+  ["process_heap_total_bytes", "V8 heap reserved, in bytes."],
+  [
+    "process_external_memory_bytes",
+    "Memory outside the V8 heap held by JavaScript objects, in bytes.",
+  ],
+];
+
 /** What one app keeps between requests: shared by its routes, whatever options object each got. */
 interface AppState {
   replay: ReplayGuard;
@@ -179,6 +190,7 @@ function gated(
  */
 export function createPeerApp(options: PeerAppOptions): Hono {
   describeTransportMetrics(options.metrics);
+  for (const [name, help] of PROCESS_METRICS) options.metrics.describe(name, help, "gauge");
   const app = new Hono();
   const state = appState(app, options);
   app.onError((error, c) => {
@@ -195,6 +207,11 @@ export function createPeerApp(options: PeerAppOptions): Hono {
   app.get("/status", gated(state, options, "status"), (c) => c.json(options.status() ?? null));
 
   app.get("/metrics", gated(state, options, "metrics"), (c) => {
+    const memory = Deno.memoryUsage();
+    options.metrics.set("process_resident_memory_bytes", memory.rss);
+    options.metrics.set("process_heap_used_bytes", memory.heapUsed);
+    options.metrics.set("process_heap_total_bytes", memory.heapTotal);
+    options.metrics.set("process_external_memory_bytes", memory.external);
     return c.body(options.metrics.render(), 200, {
       "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
     });
