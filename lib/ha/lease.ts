@@ -38,11 +38,12 @@
  *   writes. Rounds started before the transfer ended plus W do not count
  *   (a late TimeoutNow or transfer vote; messages are assumed to arrive
  *   within W / 2, which the transport's request timeout enforces).
- * - A restarted agent has forgotten when it last heard from the leader: its
- *   Raft core starts with no leader and would grant a vote at once. The
- *   agent must drop vote and pre-vote requests (all but transfer ones) for W
- *   after it starts, as the HA simulator's agent does (tests/sim/ha/agent.ts;
- *   its planted bug `no_vote_hold_after_start` leaves that out).
+ * - A restarted agent has forgotten when it last heard from the leader. Its
+ *   Raft core drops vote and pre-vote requests (all but transfer ones) for an
+ *   election timeout after it starts (lib/raft/vote_hold.ts), so a voter's
+ *   promise survives its restart; the HA simulator's planted bug
+ *   `no_vote_hold_after_restart` (the core's `noVoteHoldAfterRestart`) leaves
+ *   that out.
  * - Check-quorum steps a leader down only once a quorum has been silent for
  *   an election timeout (≥ W on its clock after the last answer, itself after
  *   s), so after its lease has ended.

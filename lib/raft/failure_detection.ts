@@ -21,7 +21,9 @@
  * - may campaign (a voter, or one whose removal is uncommitted: thesis §4.2.2).
  * It forgets its leader, and with it its lease: from then on it grants
  * pre-votes and votes to others (thesis §4.2.3 lets a node drop them only
- * while it hears a leader). It pre-votes (thesis §9.6) after a delay drawn
+ * while it hears a leader), once the hold after its own start, if any, is
+ * over (vote_hold.ts: evidence about this leader releases no promise made
+ * before the start). It pre-votes (thesis §9.6) after a delay drawn
  * from [0, heartbeatTicks], and if that first round fails it retries after a
  * heartbeat interval and the jitter rather than half an election timeout
  * (timing.ts). Hearing a leader, a later term or an explicit defeat ends

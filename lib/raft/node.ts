@@ -9,7 +9,8 @@
  * This file holds the roles and their transitions, elections, the follower's
  * side of replication and the Ready cycle; the leader's side is in
  * `leader.ts`, what was handed to the application in `handoff.ts`, the
- * timers in `timing.ts`, failure detection's rule in `failure_detection.ts`.
+ * timers in `timing.ts`, failure detection's rule in `failure_detection.ts`,
+ * when a vote is withheld in `vote_hold.ts`.
  *
  * References: the Raft paper (§n), Ongaro's thesis (thesis §n).
  *
@@ -24,7 +25,8 @@ import { Handoff } from "./handoff.ts";
 import { Leader, type LeaderHost } from "./leader.ts";
 import { RaftLog } from "./log.ts";
 import { voteResult } from "./quorum.ts";
-import { checkTiming, electionTimeoutTicks } from "./timing.ts";
+import { checkTiming, electionTimeoutTicks, timingOf } from "./timing.ts";
+import { VoteHold } from "./vote_hold.ts";
 import {
   type AppendRequest,
   type ConfChange,
@@ -74,6 +76,8 @@ export class RaftNode {
   #removed = false;
 
   #electionElapsed = 0;
+  /** leader stickiness and the hold after a start (vote_hold.ts) */
+  readonly #voteHold: VoteHold;
   #randomizedElectionTimeout = 0;
   /** acted on evidence its leader is gone and has heard no leader since (failure_detection.ts) */
   #leaderGone = false;
@@ -91,6 +95,10 @@ export class RaftNode {
   /** the soft state in the last Ready that carried one */
   #reportedSoftState: SoftState = { role: "follower", leaderId: NONE };
 
+  /**
+   * A node from what its storage made durable. One that may have answered a
+   * leader before withholds its vote for an election timeout (vote_hold.ts).
+   */
   constructor(config: RaftConfig, state: PersistentState) {
     assert(Number.isInteger(config.id) && config.id >= 1, `bad node id ${config.id}`);
     this.id = config.id;
@@ -100,15 +108,7 @@ export class RaftNode {
     this.#failoverEnabled = config.failoverEnabled ?? true;
     this.#randomInt = config.randomInt;
     this.#plantedBugs = config.plantedBugs ?? {};
-    this.#timing = {
-      heartbeatTicks: config.heartbeatTicks,
-      electionTicks: config.electionTicks,
-      electionJitterTicks: config.electionJitterTicks ?? config.electionTicks,
-      appendBatchSize: config.appendBatchSize,
-      snapshotThreshold: config.snapshotThreshold,
-      maxInflight: config.maxInflight,
-    };
-    checkTiming(this.#timing);
+    this.#timing = timingOf(config);
 
     this.#log = new RaftLog(state.snapshot, state.entries);
     const hs = state.hardState;
@@ -126,6 +126,7 @@ export class RaftNode {
     this.#handoff = new Handoff(this.#log, hs, state.applied);
     this.#reportedHardState = this.#currentHardState();
     this.#removed = this.#computeRemoved();
+    this.#voteHold = new VoteHold(this.#timing, config, hs.term);
     this.#leaderHost = this.#makeLeaderHost();
     this.#resetRandomizedElectionTimeout();
   }
@@ -135,6 +136,7 @@ export class RaftNode {
   /** One tick of the logical clock. */
   tick(): void {
     if (this.#removed) return;
+    this.#voteHold.tick();
     if (this.#role === "leader") this.#leading().tick();
     else this.#tickElection();
   }
@@ -201,12 +203,9 @@ export class RaftNode {
     assert(m.to === this.id, `message for ${m.to} stepped into node ${this.id}`);
     if (this.#removed) return;
     if (m.term > this.#term) {
-      if (m.type === "vote_request") {
-        const inLease = this.#checkQuorum && this.#leaderId !== NONE &&
-          this.#electionElapsed < this.#timing.electionTicks &&
-          !this.#plantedBugs.noLeaderStickiness;
-        if (inLease && !m.transfer) return; // thesis §4.2.3: a node with a live leader ignores disruptions
-      }
+      // thesis §4.2.3: a node that hears a live leader, or just started, ignores disruptions
+      const held = this.#voteHold.withholds(this.#leaderId, this.#electionElapsed);
+      if (m.type === "vote_request" && !m.transfer && held) return;
       if (m.type === "vote_request" && m.preVote) {
         // a pre-vote never changes our term
       } else if (m.type === "vote_response" && m.preVote && m.granted) {
@@ -296,10 +295,10 @@ export class RaftNode {
    * (nothing listens: the process is gone or restarting), or answered a probe
    * that it does not lead this node's term (it restarted). A follower that
    * {@link leaderToProbe} names `leader` for forgets it and its lease (so it
-   * grants others' pre-votes) and pre-votes (thesis §9.6) within a heartbeat
-   * interval; otherwise ignored (a leader or (pre-)candidate, another node
-   * reported, the leader still heard — a lie —, failover_enabled off, may not
-   * campaign).
+   * grants others' pre-votes, once any hold after its start is over:
+   * vote_hold.ts) and pre-votes (thesis §9.6) within a heartbeat interval;
+   * otherwise ignored (a leader or (pre-)candidate, another node reported,
+   * the leader still heard — a lie —, failover_enabled off, may not campaign).
    * Followers that still hear a live leader keep refusing pre-votes (thesis
    * §4.2.3): a lie cannot depose a leader a quorum hears. Rule and argument:
    * failure_detection.ts. With PostgreSQL HA the agent must not call this: a

@@ -7,7 +7,7 @@
  */
 
 import { assert } from "../assert.ts";
-import type { Timing } from "./types.ts";
+import type { RaftConfig, Timing } from "./types.ts";
 
 /** Assert that timing knobs are valid. */
 export function checkTiming(t: Timing): void {
@@ -18,6 +18,26 @@ export function checkTiming(t: Timing): void {
     t.appendBatchSize >= 1 && t.maxInflight >= 1 && t.snapshotThreshold >= 1,
     "bad batching",
   );
+}
+
+/**
+ * The timing knobs of a configuration, defaults filled in and checked
+ * ({@link checkTiming}).
+ *
+ * @param config the node's configuration
+ * @returns a fresh object (the node changes it in place on `setTiming`)
+ */
+export function timingOf(config: Readonly<RaftConfig>): Timing {
+  const t: Timing = {
+    heartbeatTicks: config.heartbeatTicks,
+    electionTicks: config.electionTicks,
+    electionJitterTicks: config.electionJitterTicks ?? config.electionTicks,
+    appendBatchSize: config.appendBatchSize,
+    snapshotThreshold: config.snapshotThreshold,
+    maxInflight: config.maxInflight,
+  };
+  checkTiming(t);
+  return t;
 }
 
 /** Which election timer a node draws (see {@link electionTimeoutTicks}). */

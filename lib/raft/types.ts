@@ -289,6 +289,12 @@ export interface PlantedBugs {
    * leaders it deposes
    */
   noLeaderStickiness?: boolean;
+  /**
+   * grant (pre-)votes at once after a start from persisted state, with no
+   * hold (vote_hold.ts): a restarted voter forgets what it promised a
+   * leader's lease, and a second leader can be elected within it
+   */
+  noVoteHoldAfterRestart?: boolean;
 }
 
 /** Everything the core needs besides its persisted state. Times are in ticks. */
@@ -315,7 +321,10 @@ export interface RaftConfig {
   snapshotThreshold: number;
   /** pre-vote (thesis §9.6); default true */
   preVote?: boolean;
-  /** check-quorum and leader lease (thesis §6.2); default true */
+  /**
+   * check-quorum and leader lease (thesis §6.2), with leader stickiness
+   * (thesis §4.2.3) and the vote hold after a start (vote_hold.ts); default true
+   */
   checkQuorum?: boolean;
   /** the leader promotes a learner to voter once it has caught up; default true */
   autoPromoteLearners?: boolean;

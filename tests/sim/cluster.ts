@@ -90,8 +90,11 @@ class SimNode {
   reports: TransportReport[] = [];
   /** logical ticks counted (all incarnations) */
   ticks = 0;
-  /** the last leader message the core took: from whom, in which term, at which tick of ours */
-  heard: { leader: NodeId; term: number; at: number } | null = null;
+  /**
+   * the last leader message a core of this node took: from whom, in which
+   * term, at which tick of ours, in which incarnation (kept across crashes)
+   */
+  heard: { leader: NodeId; term: number; at: number; incarnation: number } | null = null;
   /** ticks until the next probe of a leader whose heartbeats the core missed */
   probeDueIn = 0;
   /** tick from which a restarted node's agent listens (refusals modelled) */
@@ -213,6 +216,13 @@ export interface RunStats {
    * out): leader stickiness (thesis §4.2.3) must make it 0
    */
   electionsDespiteStickiness: number;
+  /**
+   * elections won with a grant from a voter that had heard a leader, still
+   * up and leading, fewer than electionTicks of its own ticks earlier, before
+   * its core restarted (transfers left out): the hold after a start
+   * (lib/raft/vote_hold.ts) must make it 0
+   */
+  electionsDespiteRestartHold: number;
 }
 
 /** The outcome of one run. */
@@ -260,6 +270,7 @@ export class Simulation {
   #answersActed = 0;
   #electionsByLie = 0;
   #electionsDespiteStickiness = 0;
+  #electionsDespiteRestartHold = 0;
   #timing: Timing;
   #failoverEnabled = true;
   #now = 0;
@@ -381,6 +392,7 @@ export class Simulation {
       answersActed: this.#answersActed,
       electionsByLie: this.#electionsByLie,
       electionsDespiteStickiness: this.#electionsDespiteStickiness,
+      electionsDespiteRestartHold: this.#electionsDespiteRestartHold,
     };
   }
 
@@ -491,7 +503,12 @@ export class Simulation {
       m.type === "snapshot_request";
     // (The step may have crashed the target: what it showed before is stale then.)
     if (fromLeader && target.up && target.leaderId === m.from && target.term === m.term) {
-      target.heard = { leader: m.from, term: m.term, at: target.ticks };
+      target.heard = {
+        leader: m.from,
+        term: m.term,
+        at: target.ticks,
+        incarnation: target.incarnation,
+      };
     }
     reportSnapshot(true);
   }
@@ -550,8 +567,10 @@ export class Simulation {
   /**
    * A leader was elected: time the failover under way, and judge the grants
    * it won with (transfers aside): one from a voter that still followed a
-   * live leader breaks leader stickiness; one from a voter a lie made forget
-   * a live leader it heard is an election by a lie (see failover.ts).
+   * live leader breaks leader stickiness; one from a voter that heard a live
+   * leader before it restarted, within an election timeout of its ticks,
+   * breaks the hold after a start; one from a voter a lie made forget a live
+   * leader it heard is an election by a lie (see failover.ts).
    */
   #leaderElected(node: SimNode, term: number): void {
     node.leaderSince = this.#now;
@@ -562,6 +581,9 @@ export class Simulation {
     if (how === "follows") {
       this.#electionsDespiteStickiness++;
       this.#event("DEPOSED", node.id, "a voter that followed a live leader elected it");
+    } else if (how === "restarted") {
+      this.#electionsDespiteRestartHold++;
+      this.#event("DEPOSED", node.id, "a voter that heard a live leader before it restarted");
     } else if (how === "forgot") {
       this.#electionsByLie++;
       this.#event("deposed by a lie", node.id, "a voter that forgot a live leader elected it");
@@ -932,7 +954,6 @@ export class Simulation {
     node.raft = null;
     node.armed = null;
     node.reports = [];
-    node.heard = null;
     node.probeDueIn = 0;
     node.restartAt = this.#now +
       (downTicks ??

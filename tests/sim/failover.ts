@@ -2,9 +2,11 @@
  * What the simulator measures of failure detection: the failover time after
  * a leader crash, and whether an election was won with the grant of a voter
  * that still heard a live leader (leader stickiness, thesis §4.2.3, must
- * prevent it unless evidence, a lie then, made that voter forget the leader).
- * With stickiness, a live leader heard by a quorum of voters that were told
- * nothing is never deposed: any winner's quorum shares a voter with it.
+ * prevent it unless evidence, a lie then, made that voter forget the leader;
+ * the hold after a start must prevent it when the voter heard the leader
+ * before it restarted, lib/raft/vote_hold.ts). With stickiness, a live leader
+ * heard by a quorum of voters that were told nothing is never deposed: any
+ * winner's quorum shares a voter with it.
  *
  * @module
  */
@@ -115,12 +117,18 @@ export interface HearingView {
   readonly up: boolean;
   readonly role: string;
   readonly term: number;
+  /** starts of its core so far (1 after the first) */
+  readonly incarnation: number;
   /** the leader the core follows (NONE after it took evidence its leader is gone) */
   readonly leaderId: NodeId;
-  /** logical ticks the node has counted */
+  /** logical ticks the node has counted (all incarnations; none while down) */
   readonly ticks: number;
-  /** the last leader message it took: from whom, in which term, at which of its ticks */
-  readonly heard: { leader: NodeId; term: number; at: number } | null;
+  /**
+   * the last leader message it took: from whom, in which term, at which of
+   * its ticks, in which incarnation (kept across a crash: the promise it made
+   * outlives the process)
+   */
+  readonly heard: { leader: NodeId; term: number; at: number; incarnation: number } | null;
 }
 
 /**
@@ -129,9 +137,11 @@ export interface HearingView {
  * term within the last election timeout of its own ticks, and its core
  * follows it (RaftNode must drop the request then, thesis §4.2.3);
  * `forgot`: the same, but its core forgot that leader (evidence it was gone:
- * a refusal, a lie when the leader is up); null: it hears no live leader.
+ * a refusal, a lie when the leader is up); `restarted`: it took that message
+ * before its core last started (the hold after a start must drop the
+ * request, lib/raft/vote_hold.ts); null: it hears no live leader.
  */
-export type Hearing = "follows" | "forgot" | null;
+export type Hearing = "follows" | "forgot" | "restarted" | null;
 
 /** See {@link Hearing}. */
 export function hearing(
@@ -147,6 +157,7 @@ export function hearing(
   if (leader === undefined || !leader.up || leader.role !== "leader" || leader.term !== h.term) {
     return null;
   }
+  if (h.incarnation !== voter.incarnation) return "restarted";
   if (voter.leaderId === h.leader) return "follows";
   return voter.leaderId === 0 ? "forgot" : null;
 }
@@ -159,14 +170,15 @@ export function hearing(
  */
 export class StickinessWatch {
   /** `${candidate}/${term}` → how the voters that granted stood */
-  readonly #grants = new Map<string, { follows: boolean; forgot: boolean }>();
+  readonly #grants = new Map<string, { follows: boolean; forgot: boolean; restarted: boolean }>();
 
   /** `voter`, standing as `how`, granted `candidate` a (pre-)vote for `term`. */
   granted(candidate: NodeId, term: number, how: Hearing): void {
     if (how === null) return;
     const key = `${candidate}/${term}`;
-    const g = this.#grants.get(key) ?? { follows: false, forgot: false };
+    const g = this.#grants.get(key) ?? { follows: false, forgot: false, restarted: false };
     if (how === "follows") g.follows = true;
+    else if (how === "restarted") g.restarted = true;
     else g.forgot = true;
     this.#grants.set(key, g);
   }
@@ -176,14 +188,16 @@ export class StickinessWatch {
    * of that term and earlier ones.
    *
    * @returns `follows` when a voter following a live leader granted (leader
-   *   stickiness broken), `forgot` when one that heard it but took evidence
-   *   it was gone did, null otherwise
+   *   stickiness broken), else `restarted` when one that heard it before its
+   *   restart did (the hold after a start broken), else `forgot` when one
+   *   that heard it but took evidence it was gone did, else null
    */
   elected(leader: NodeId, term: number): Hearing {
     const g = this.#grants.get(`${leader}/${term}`);
     for (const key of this.#grants.keys()) {
       if (Number(key.slice(key.indexOf("/") + 1)) <= term) this.#grants.delete(key);
     }
-    return g === undefined ? null : g.follows ? "follows" : g.forgot ? "forgot" : null;
+    if (g === undefined) return null;
+    return g.follows ? "follows" : g.restarted ? "restarted" : g.forgot ? "forgot" : null;
   }
 }

@@ -55,6 +55,11 @@ export interface SimSummary extends FailoverFigures {
   electionsByLie: number;
   /** elections won with a grant from a voter that still followed a live leader: must be 0 */
   electionsDespiteStickiness: number;
+  /**
+   * elections won with a grant from a voter that heard a live leader within
+   * an election timeout before its restart: must be 0 (lib/raft/vote_hold.ts)
+   */
+  electionsDespiteRestartHold: number;
   seconds: number;
   seedsPerSecond: number;
   failedSeed?: number;
@@ -106,6 +111,7 @@ export function runSeeds(
     answersActed: 0,
     electionsByLie: 0,
     electionsDespiteStickiness: 0,
+    electionsDespiteRestartHold: 0,
     ...failoverFigures([]),
     seconds: 0,
     seedsPerSecond: 0,
@@ -132,6 +138,7 @@ export function runSeeds(
     summary.answersActed += result.stats.answersActed;
     summary.electionsByLie += result.stats.electionsByLie;
     summary.electionsDespiteStickiness += result.stats.electionsDespiteStickiness;
+    summary.electionsDespiteRestartHold += result.stats.electionsDespiteRestartHold;
     failovers.push(...result.stats.failovers);
     if (result.violation !== null) {
       summary.violations++;

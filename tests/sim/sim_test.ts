@@ -332,6 +332,8 @@ Deno.test(`the clean core holds every property over ${CI_SEEDS} seeds`, () => {
   // Refusals, true and lying, reach the cores; stickiness holds (thesis §4.2.3).
   assert.ok(summary.refusalsActed > 0 && summary.liesActed > 0 && summary.answersActed > 0);
   assert.equal(summary.electionsDespiteStickiness, 0);
+  // Restarted voters keep the promise they made before their crash (lib/raft/vote_hold.ts).
+  assert.equal(summary.electionsDespiteRestartHold, 0);
   assert.ok(summary.failovers > CI_SEEDS, `only ${summary.failovers} failovers timed`);
 });
 
@@ -354,6 +356,7 @@ Deno.test(`leader_crash over ${FAILOVER_SEEDS} seeds: with refusals the median f
   // Lies were believed, and deposed no leader that a quorum heard.
   assert.ok(withRefusals!.liesActed > 0, "no lie believed");
   assert.equal(withRefusals!.electionsDespiteStickiness, 0);
+  assert.equal(withRefusals!.electionsDespiteRestartHold, 0);
   assert.equal(withRefusals!.electionsByLie, 0);
 });
 
@@ -462,6 +465,20 @@ Deno.test("planted noLeaderStickiness (thesis §4.2.3) is caught within 500 seed
   }
   assert.ok(caught !== null, `not caught in ${BUG_SEED_BUDGET} seeds`);
   assert.equal(runSeed(caught).stats.electionsDespiteStickiness, 0, "the clean core on that seed");
+});
+
+Deno.test("planted noVoteHoldAfterRestart (lib/raft/vote_hold.ts) is caught within 500 seeds: a voter that heard a live leader before its restart elects another", () => {
+  let caught: number | null = null;
+  for (let seed = 1; seed <= BUG_SEED_BUDGET && caught === null; seed++) {
+    const result = runSeed(seed, { plantedBugs: { noVoteHoldAfterRestart: true } });
+    // Not a safety bug of Raft's own: every safety property still holds.
+    if (result.violation !== null && result.violation.property !== "liveness") {
+      assert.fail(violationReport(result));
+    }
+    if (result.stats.electionsDespiteRestartHold > 0) caught = seed;
+  }
+  assert.ok(caught !== null, `not caught in ${BUG_SEED_BUDGET} seeds`);
+  assert.equal(runSeed(caught).stats.electionsDespiteRestartHold, 0, "the clean core on that seed");
 });
 
 // ---- the CLI ------------------------------------------------------------------------------

@@ -5,7 +5,9 @@
  * by a drifting local clock. It does what lib/agent must do for HA (see the
  * report of issue 14): lease rounds through ReadIndex every heartbeat, a
  * decision at least every DECISION_INTERVAL_MS, the agent's report and
- * freeze messages, and no vote for an election timeout after it starts.
+ * freeze messages. Every Raft message goes to the core as it comes: the core
+ * itself withholds its vote for an election timeout after it starts
+ * (lib/raft/vote_hold.ts), which the leases of the others rest on.
  *
  * @module
  */
@@ -16,6 +18,7 @@ import {
   type NodeId,
   NONE,
   type PersistentState,
+  type PlantedBugs,
   RaftNode,
   type Status,
 } from "../../../lib/raft/mod.ts";
@@ -62,8 +65,8 @@ export interface AgentConfig {
   /** planted bug: lease = W × (1 − d) instead of W × (1 − d) / (1 + d) */
   oneSidedDriftMargin: boolean;
   fencingBudgetMs: number;
-  /** drop vote requests for W after a start (planted bug: false) */
-  voteHoldAfterStart: boolean;
+  /** bugs planted in the Raft core (e.g. `noVoteHoldAfterRestart`) */
+  raftBugs: PlantedBugs;
   controllerBugs: HaPlantedBugs;
 }
 
@@ -93,7 +96,6 @@ export class SimAgent {
   #sm = new StateMachine();
   #lease: LeaseTracker;
   #inbox: Inbound[] = [];
-  #startedLocal = 0;
   #nextTick = 0;
   #nextDecision = 0;
   #nextRound = 0;
@@ -152,6 +154,7 @@ export class SimAgent {
       snapshotThreshold: 1_000_000_000,
       failoverEnabled: this.#world.settings.failoverEnabled,
       randomInt: (n) => rng.int(n),
+      plantedBugs: this.#config.raftBugs,
     }, {
       hardState: { ...this.#durable.hardState },
       snapshot: null,
@@ -171,7 +174,6 @@ export class SimAgent {
     this.#lastCollect = -Infinity;
     this.#deposedLeaseEnd = -Infinity;
     const local = this.local();
-    this.#startedLocal = local;
     this.#nextTick = local + RAFT_TIMING.tickMs;
     this.#nextDecision = local;
     this.#nextRound = local;
@@ -310,14 +312,7 @@ export class SimAgent {
 
   #handle(item: Inbound): void {
     if (item.kind === "raft") {
-      const m = item.message;
-      if (
-        this.#config.voteHoldAfterStart && m.type === "vote_request" && !m.transfer &&
-        this.local() - this.#startedLocal < WITHHOLD_MS
-      ) {
-        return; // a restarted agent does not know when it last heard from the leader
-      }
-      this.#raft!.step(m);
+      this.#raft!.step(item.message);
       this.#drain();
       return;
     }

@@ -69,6 +69,6 @@ Deno.test("HA sim catches: a drift margin on one side only, W × (1 − d)", () 
   expectCaught("one_sided_drift_margin", 60, { profile: "lease" }, /\(b\)/);
 });
 
-Deno.test("HA sim catches: a restarted agent that votes at once", () => {
-  expectCaught("no_vote_hold_after_start", 300, { profile: "lease" }, /\(b\)/);
+Deno.test("HA sim catches: a Raft core that votes at once after a restart (no hold, lib/raft/vote_hold.ts)", () => {
+  expectCaught("no_vote_hold_after_restart", 300, { profile: "lease" }, /\(b\)/);
 });

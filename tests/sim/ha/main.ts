@@ -22,7 +22,7 @@ const BUGS: readonly PlantedBug[] = [
   "lease_without_drift_margin",
   "promote_before_commit",
   "one_sided_drift_margin",
-  "no_vote_hold_after_start",
+  "no_vote_hold_after_restart",
 ];
 
 function seedFromEnv(): string | undefined {

@@ -35,8 +35,8 @@ export type PlantedBug =
   | "promote_before_commit"
   /** lease = W × (1 − d): the margin on one side only */
   | "one_sided_drift_margin"
-  /** a restarted agent votes at once */
-  | "no_vote_hold_after_start";
+  /** a restarted agent's Raft core votes at once (the core's `noVoteHoldAfterRestart`) */
+  | "no_vote_hold_after_restart";
 
 /** One run's configuration, all drawn from the seed unless given. */
 export interface WorldOptions {
@@ -115,7 +115,7 @@ export class World implements ServerWorld {
         decisionIntervalMs: DECISION_INTERVAL_MS,
         stopMsMax: PG_DURATIONS.stopImmediate.max,
       }),
-      voteHoldAfterStart: !this.bugs.has("no_vote_hold_after_start"),
+      raftBugs: { noVoteHoldAfterRestart: this.bugs.has("no_vote_hold_after_restart") },
       controllerBugs: {
         promoteWithoutCollecting: this.bugs.has("promote_without_collecting"),
         promoteBeforeRecordCommitted: this.bugs.has("promote_before_commit"),
