@@ -25,6 +25,8 @@ const CLUSTER_FIELDS: Record<string, keyof PgraftSettings> = {
   snapshot_threshold: "snapshotThreshold",
   failover_enabled: "failoverEnabled",
   kv_quota: "kvQuotaBytes",
+  synchronous_replication: "synchronousReplication",
+  replication_user: "replicationUser",
 };
 
 /** The file's settings overlaid with the cluster's. Invalid cluster values are skipped (and reported). */

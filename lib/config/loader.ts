@@ -54,6 +54,16 @@ export interface PgraftSettings {
    * pg_basebackup and pg_rewind replace the data directory
    */
   dataDir: string;
+  /** the agent runs this node's PostgreSQL server and its role (`manage_postgres`) */
+  managePostgres: boolean;
+  /** with managePostgres: commits wait for a majority of the voters (`synchronous_replication`) */
+  synchronousReplication: boolean;
+  /** the role standbys stream as (`replication_user`) */
+  replicationUser: string;
+  /** absolute path from `pg_bin_dir`; null = found as for `pgraft dev` */
+  pgBinDir: string | null;
+  /** a data directory whose rewind failed may be cloned again (`allow_reclone`) */
+  allowReclone: boolean;
   /** absolute path from `tls_cert_file`; null = serve plain HTTP */
   tlsCertFile: string | null;
   /** absolute path from `tls_key_file`; set exactly when `tlsCertFile` is */
@@ -65,6 +75,7 @@ export interface PgraftSettings {
 /** Settings holding a file name, resolved relative to the file that sets them. */
 const PATH_SETTINGS: readonly string[] = [
   "data_dir",
+  "pg_bin_dir",
   "auth_secret_file",
   "tls_cert_file",
   "tls_key_file",
@@ -491,6 +502,11 @@ async function buildSettings(main: string, state: LoadState): Promise<PgraftSett
     kvQuotaBytes: valueOf<number>(state, "kv_quota"),
     dataDir: (assigned(state, "data_dir")?.value as string | undefined) ||
       `${state.connection.dataDirectory ?? dirname(main)}.pgraft`,
+    managePostgres: valueOf<boolean>(state, "manage_postgres"),
+    synchronousReplication: valueOf<boolean>(state, "synchronous_replication"),
+    replicationUser: valueOf<string>(state, "replication_user"),
+    pgBinDir: (assigned(state, "pg_bin_dir")?.value as string | undefined) || null,
+    allowReclone: valueOf<boolean>(state, "allow_reclone"),
     ...tlsFiles(state),
   };
 }

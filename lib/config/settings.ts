@@ -200,6 +200,43 @@ export const SETTINGS: readonly SettingSpec[] = [
       "sets it (default: the PostgreSQL data directory's path with .pgraft appended)",
   },
   {
+    name: "manage_postgres",
+    type: "boolean",
+    scope: "node",
+    unit: null,
+    default: "off",
+    description: "the agent runs this node's PostgreSQL server: the Raft leader's server is " +
+      "the primary, the others stream from it as standbys",
+  },
+  {
+    name: "synchronous_replication",
+    type: "boolean",
+    scope: "cluster",
+    unit: null,
+    default: "on",
+    description: "with manage_postgres: a commit on the primary waits until enough standbys " +
+      "hold it that a majority of the voters does (off: asynchronous, a failover may lose " +
+      "the last commits)",
+  },
+  {
+    name: "replication_user",
+    type: "string",
+    scope: "cluster",
+    unit: null,
+    default: "postgres",
+    description: "with manage_postgres: the role standbys stream as (and pg_rewind, " +
+      "pg_basebackup connect as)",
+  },
+  {
+    name: "pg_bin_dir",
+    type: "string",
+    scope: "node",
+    unit: null,
+    default: null,
+    description: "with manage_postgres: directory of the PostgreSQL server programs, relative " +
+      "to the file that sets it (default: found as for pgraft dev)",
+  },
+  {
     name: "kv_quota",
     type: "bytes",
     scope: "cluster",
@@ -211,6 +248,15 @@ export const SETTINGS: readonly SettingSpec[] = [
     description: "most bytes (keys and values) the replicated key-value store may hold " +
       "(set with pgraft_set_config(); the default is lib/state's KV_QUOTA_BYTES_DEFAULT)",
   },
+  {
+    name: "allow_reclone",
+    type: "boolean",
+    scope: "node",
+    unit: null,
+    default: "off",
+    description: "with manage_postgres: a data directory whose pg_rewind failed may be " +
+      "emptied and cloned from the primary again",
+  },
 ];
 
 /** String settings that cannot be empty (for the others, empty means none). */
@@ -219,6 +265,7 @@ const NON_EMPTY_SETTINGS: readonly string[] = [
   "listen_address",
   "database",
   "cluster_name",
+  "replication_user",
 ];
 
 /** Shown instead of a secret. */

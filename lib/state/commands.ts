@@ -18,6 +18,7 @@
  * | 6   | kv_delete       | key                                     |
  * | 7   | set_primary     | nodeId u32, timeline u32                |
  * | 8   | member_postgres | nodeId u32, host, port u32              |
+ * | 9   | postgres_system | systemIdentifier                        |
  *
  * Tags 1, 2, 4, 5 and 6 are byte for byte those of lib/storage/commands.ts.
  * The codec checks the format only; the rules for keys, values and addresses
@@ -52,7 +53,14 @@ export type Command =
    */
   | { op: "set_primary"; nodeId: NodeId; timeline: number }
   /** A member's PostgreSQL address, reported by its agent. */
-  | { op: "member_postgres"; nodeId: NodeId; host: string; port: number };
+  | { op: "member_postgres"; nodeId: NodeId; host: string; port: number }
+  /**
+   * The database system identifier of the cluster's PostgreSQL servers
+   * (decimal, as `pg_control_system()` shows it), recorded once by the first
+   * primary's agent: a member whose data directory holds another system is
+   * never wiped or joined.
+   */
+  | { op: "postgres_system"; systemIdentifier: string };
 
 /** The `op` of every command. */
 export type CommandOp = Command["op"];
@@ -65,6 +73,10 @@ const TAG_KV_PUT = 5;
 const TAG_KV_DELETE = 6;
 const TAG_SET_PRIMARY = 7;
 const TAG_MEMBER_POSTGRES = 8;
+const TAG_POSTGRES_SYSTEM = 9;
+
+/** A database system identifier: an unsigned 64-bit integer in decimal. */
+export const POSTGRES_SYSTEM_PATTERN = /^(0|[1-9][0-9]{0,19})$/;
 
 /** Largest field the codec accepts (a 4-byte length). */
 const FIELD_BYTES_MAX = 0xffff_ffff;
@@ -113,6 +125,15 @@ function integer(value: unknown, min: number, max: number, what: string): number
   return value;
 }
 
+function systemIdentifier(value: unknown): Uint8Array {
+  if (typeof value !== "string" || !POSTGRES_SYSTEM_PATTERN.test(value)) {
+    throw new TypeError(
+      `postgres_system systemIdentifier must be a decimal u64, got ${String(value)}`,
+    );
+  }
+  return encoder.encode(value);
+}
+
 function nodeId(value: unknown, what: string): NodeId {
   if (!isNodeId(value)) throw new TypeError(`${what} must be a node id, got ${String(value)}`);
   return value;
@@ -156,6 +177,8 @@ export function encodeCommand(c: Command): Uint8Array {
         text(c.host, "member_postgres host"),
         integer(c.port, 1, MEMBER_PORT_MAX, "member_postgres port"),
       ]);
+    case "postgres_system":
+      return pack(TAG_POSTGRES_SYSTEM, [systemIdentifier(c.systemIdentifier)]);
     default:
       throw new TypeError(`unknown command op: ${String((c as { op: unknown }).op)}`);
   }
@@ -282,6 +305,16 @@ export function decodeCommand(data: Uint8Array, options: DecodeCommandOptions = 
         port: checked(r.u32("port"), 1, MEMBER_PORT_MAX, "member_postgres port"),
       };
       break;
+    case TAG_POSTGRES_SYSTEM: {
+      const value = r.string("systemIdentifier");
+      if (!POSTGRES_SYSTEM_PATTERN.test(value)) {
+        throw new TypeError(
+          `bad command: postgres_system ${JSON.stringify(value)} is not a decimal u64`,
+        );
+      }
+      command = { op: "postgres_system", systemIdentifier: value };
+      break;
+    }
     default:
       throw new TypeError(`bad command: unknown tag ${tag}`);
   }

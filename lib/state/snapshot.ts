@@ -3,14 +3,15 @@
  * `data` of a Raft snapshot. Binary, compact and canonical (two machines in
  * the same state produce the same bytes).
  *
- * Format, version 1. Integers are big-endian; `u64` holds a safe integer
+ * Format, version 2 (version 1 had no `system` section; it is still read). Integers are big-endian; `u64` holds a safe integer
  * (< 2^53); `str` is a u32 byte length then UTF-8; `key` a u16 length then
  * UTF-8.
  *
  * ```
- * header    "PGRS" | u16 version = 1 | u16 flags = 0 | u64 lastApplied
+ * header    "PGRS" | u16 version = 2 | u16 flags = 0 | u64 lastApplied
  * identity  u8 present (0|1) [ str clusterId | str clusterName ]
  * primary   u8 present (0|1) [ u32 nodeId | u32 timeline | u64 index ]
+ * system    u8 present (0|1) [ str systemIdentifier ]
  * members   u32 count, by nodeId ascending, each:
  *           u32 nodeId | u8 flags (1 voter, 2 has PostgreSQL address) | u16 port |
  *           str address | u64 addedIndex [ str pgHost | u16 pgPort ]
@@ -31,13 +32,16 @@ import { crc32c } from "../crc32c.ts";
 import { decodeUtf8 } from "./_utf8.ts";
 import { isNodeId } from "../raft/conf_change.ts";
 import { NODE_ID_MAX } from "../raft/types.ts";
-import { compareCodePoints, TIMELINE_MAX } from "./commands.ts";
+import { compareCodePoints, POSTGRES_SYSTEM_PATTERN, TIMELINE_MAX } from "./commands.ts";
 import { type KvRecord, KvStore } from "./kv_store.ts";
 import { sortForm } from "./sorted_index.ts";
 import { KV_VALUE_BYTES_MAX, kvKeyProblem, MEMBER_PORT_MAX } from "./limits.ts";
 
 /** The current image format version. */
-export const STATE_IMAGE_VERSION = 1;
+export const STATE_IMAGE_VERSION = 2;
+
+/** The oldest image format version still read. */
+const STATE_IMAGE_VERSION_MIN = 1;
 
 const MAGIC = [0x50, 0x47, 0x52, 0x53]; // "PGRS"
 const HEADER_BYTES = 16;
@@ -75,6 +79,11 @@ export interface StateImage {
   lastApplied: number;
   identity: { clusterId: string; clusterName: string } | null;
   primary: PrimaryRecord | null;
+  /**
+   * the PostgreSQL database system identifier of the cluster's servers
+   * (decimal), recorded by the first primary's agent; null until then
+   */
+  postgresSystem: string | null;
   /** by nodeId ascending */
   members: Member[];
   /** by name in code point order */
@@ -137,7 +146,8 @@ class Writer {
  * import assert from "node:assert/strict";
  * import { KvStore } from "./kv_store.ts";
  * const image = {
- *   lastApplied: 0, identity: null, primary: null, members: [], settings: [], kv: new KvStore(),
+ *   lastApplied: 0, identity: null, primary: null, postgresSystem: null, members: [],
+ *   settings: [], kv: new KvStore(),
  * };
  * assert.equal(decodeStateImage(encodeStateImage(image)).lastApplied, 0);
  * ```
@@ -152,9 +162,11 @@ export function encodeStateImage(image: StateImage): Uint8Array {
     pgHost: m.pgHost === null ? null : encoder.encode(m.pgHost),
   }));
   const settings = image.settings.map(([n, v]) => [encoder.encode(n), encoder.encode(v)]);
-  let size = HEADER_BYTES + 1 + 1 + 4 + 4 + 4 + TRAILER_BYTES;
+  const system = image.postgresSystem === null ? null : encoder.encode(image.postgresSystem);
+  let size = HEADER_BYTES + 1 + 1 + 1 + 4 + 4 + 4 + TRAILER_BYTES;
   for (const s of identity) size += 4 + s.byteLength;
   if (image.primary) size += 16;
+  if (system) size += 4 + system.byteLength;
   for (const { address, pgHost } of members) {
     size += 4 + 1 + 2 + 4 + address.byteLength + 8;
     if (pgHost) size += 4 + pgHost.byteLength + 2;
@@ -176,6 +188,8 @@ export function encodeStateImage(image: StateImage): Uint8Array {
     w.u32(image.primary.timeline);
     w.u64(image.primary.index);
   }
+  w.u8(system ? 1 : 0);
+  if (system) w.str(system);
   w.u32(members.length);
   for (const { m, address, pgHost } of members) {
     w.u32(m.nodeId);
@@ -287,7 +301,9 @@ export function decodeStateImage(data: Uint8Array): StateImage {
   const end = data.byteLength - TRAILER_BYTES;
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const version = view.getUint16(4);
-  if (version !== STATE_IMAGE_VERSION) fail(`unsupported version ${version}`);
+  if (version < STATE_IMAGE_VERSION_MIN || version > STATE_IMAGE_VERSION) {
+    fail(`unsupported version ${version}`);
+  }
   const stored = view.getUint32(end);
   const actual = crc32c(data.subarray(0, end));
   if (stored !== actual) fail(`checksum mismatch (stored ${stored}, computed ${actual})`);
@@ -310,6 +326,13 @@ export function decodeStateImage(data: Uint8Array): StateImage {
       timeline: range(r.u32("primary timeline"), 1, TIMELINE_MAX, "primary timeline"),
       index: at("primary index")(r.u64("primary index")),
     };
+  }
+  let postgresSystem: string | null = null;
+  if (version >= 2 && range(r.u8("system flag"), 0, 1, "system flag") === 1) {
+    postgresSystem = r.str("systemIdentifier");
+    if (!POSTGRES_SYSTEM_PATTERN.test(postgresSystem)) {
+      fail(`bad systemIdentifier ${JSON.stringify(postgresSystem)}`);
+    }
   }
 
   const members: Member[] = [];
@@ -345,7 +368,7 @@ export function decodeStateImage(data: Uint8Array): StateImage {
 
   const kv = decodeKv(r, lastApplied);
   if (!r.done()) fail(`${end - r.at} unexpected bytes after the key-value store`);
-  return { lastApplied, identity, primary, members, settings, kv };
+  return { lastApplied, identity, primary, postgresSystem, members, settings, kv };
 }
 
 function decodeKv(r: Reader, lastApplied: number): KvStore {

@@ -50,7 +50,9 @@ export type ApplyErrorCode =
   /** member_postgres for a node that is not a member */
   | "unknown_member"
   /** init_cluster when the cluster already has another id */
-  | "already_initialized";
+  | "already_initialized"
+  /** postgres_system when another system identifier is recorded */
+  | "postgres_system_recorded";
 
 /** What applying one entry did, for the proposer waiting on it. */
 export type ApplyResult =
@@ -127,6 +129,7 @@ export class StateMachine {
   #lastApplied = 0;
   #identity: { clusterId: string; clusterName: string } | null = null;
   #primary: PrimaryRecord | null = null;
+  #postgresSystem: string | null = null;
   #members = new Map<NodeId, Member>();
   #settings = new Map<string, string>();
   #kv = new KvStore();
@@ -162,6 +165,7 @@ export class StateMachine {
     sm.#lastApplied = image.lastApplied;
     sm.#identity = image.identity;
     sm.#primary = image.primary;
+    sm.#postgresSystem = image.postgresSystem;
     sm.#members = new Map(image.members.map((m) => [m.nodeId, m]));
     sm.#settings = new Map(image.settings);
     sm.#kv = image.kv;
@@ -276,6 +280,18 @@ export class StateMachine {
         this.#feed.push(index, "members");
         return { index, op: c.op, ok: true };
       }
+      case "postgres_system":
+        if (this.#postgresSystem !== null && this.#postgresSystem !== c.systemIdentifier) {
+          return refused(index, c.op, "postgres_system_recorded", {
+            status: 409,
+            sqlstate: "55000",
+            message: `the cluster's PostgreSQL system is ${this.#postgresSystem}, ` +
+              `not ${c.systemIdentifier}`,
+            hint: "A server of another database system cannot join this cluster.",
+          });
+        }
+        this.#postgresSystem = c.systemIdentifier;
+        return { index, op: c.op, ok: true };
       default:
         return unreachable(c, "command");
     }
@@ -391,6 +407,11 @@ export class StateMachine {
     return this.#primary ? { ...this.#primary } : null;
   }
 
+  /** The cluster's PostgreSQL database system identifier, or null until recorded. */
+  get postgresSystem(): string | null {
+    return this.#postgresSystem;
+  }
+
   /** The key `key`, or null. */
   kvGet(key: string): KvPair | null {
     const record = this.#kv.get(key);
@@ -446,6 +467,7 @@ export class StateMachine {
       lastApplied: this.#lastApplied,
       identity: this.#identity,
       primary: this.#primary,
+      postgresSystem: this.#postgresSystem,
       members: this.members(),
       settings: this.#sortedSettings(),
       kv: this.#kv,

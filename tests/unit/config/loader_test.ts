@@ -83,6 +83,11 @@ Deno.test("the fixture tree is read with every include form, in PostgreSQL's ord
     snapshotThreshold: 200,
     failoverEnabled: false,
     kvQuotaBytes: 64 * 1024 * 1024,
+    managePostgres: false,
+    synchronousReplication: true,
+    replicationUser: "postgres",
+    pgBinDir: null,
+    allowReclone: false,
     dataDir: `${tree.replace(/\/$/, "")}.pgraft`,
     tlsCertFile: null,
     tlsKeyFile: null,
@@ -101,7 +106,7 @@ Deno.test("the fixture tree is read with every include form, in PostgreSQL's ord
 Deno.test("entries give each setting's display value, source, file and line", async () => {
   const config = await loadConfig(`${tree}postgresql.conf`);
   assert.deepEqual(config.entries.map((e) => e.name).slice(0, 3), ["node_id", "address", "port"]);
-  assert.equal(config.entries.length, 18);
+  assert.equal(config.entries.length, 23);
   assert.deepEqual(entry(config, "heartbeat_interval"), {
     name: "heartbeat_interval",
     setting: "50ms",
@@ -158,6 +163,11 @@ Deno.test("defaults fill every setting that is not set", async () => {
     snapshotThreshold: 8000,
     failoverEnabled: true,
     kvQuotaBytes: 64 * 1024 * 1024,
+    managePostgres: false,
+    synchronousReplication: true,
+    replicationUser: "postgres",
+    pgBinDir: null,
+    allowReclone: false,
     dataDir: `${dirname(config.files[0]!)}.pgraft`,
     tlsCertFile: null,
     tlsKeyFile: null,
@@ -180,7 +190,12 @@ Deno.test("defaults fill every setting that is not set", async () => {
       ["snapshot_threshold", "8000"],
       ["failover_enabled", "on"],
       ["data_dir", `${dirname(config.files[0]!)}.pgraft`],
+      ["manage_postgres", "off"],
+      ["synchronous_replication", "on"],
+      ["replication_user", "postgres"],
+      ["pg_bin_dir", ""],
       ["kv_quota", "64MB"],
+      ["allow_reclone", "off"],
     ],
   );
   assert.deepEqual(config.connection, {

@@ -25,7 +25,12 @@ Deno.test("SETTINGS lists every pgraft setting in DESIGN.md table order with its
     ["snapshot_threshold", "cluster"],
     ["failover_enabled", "cluster"],
     ["data_dir", "node"],
+    ["manage_postgres", "node"],
+    ["synchronous_replication", "cluster"],
+    ["replication_user", "cluster"],
+    ["pg_bin_dir", "node"],
     ["kv_quota", "cluster"],
+    ["allow_reclone", "node"],
   ]);
 });
 

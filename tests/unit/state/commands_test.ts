@@ -19,6 +19,8 @@ const EVERY_KIND: Command[] = [
   { op: "set_primary", nodeId: 3, timeline: 7 },
   { op: "set_primary", nodeId: 0, timeline: 0xffff_ffff },
   { op: "member_postgres", nodeId: 2147483647, host: "db-2.example", port: 5432 },
+  { op: "postgres_system", systemIdentifier: "7324870912345678901" },
+  { op: "postgres_system", systemIdentifier: "18446744073709551615" },
 ];
 
 Deno.test("every command kind survives encode then decode unchanged", () => {
@@ -98,6 +100,8 @@ Deno.test("bad command data is a TypeError that says what is wrong", () => {
     [new Uint8Array([7, 0, 0, 0, 1, 0, 0, 0, 0]), /set_primary timeline 0 is not in 1\.\./],
     [new Uint8Array([8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]), /member_postgres nodeId 0/],
     [new Uint8Array([8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0]), /member_postgres port 65536/],
+    [new Uint8Array([9, 0, 0, 0, 2, 0x30, 0x31]), /postgres_system "01" is not a decimal u64/],
+    [new Uint8Array([9, 0, 0, 0, 0]), /postgres_system "" is not a decimal u64/],
   ];
   for (const [data, message] of cases) {
     assert.throws(
@@ -119,6 +123,8 @@ Deno.test("encoding refuses fields of the wrong type or out of range", () => {
     { op: "member_postgres", nodeId: 0, host: "h", port: 5432 },
     { op: "member_postgres", nodeId: 1, host: "h", port: 0 },
     { op: "member_postgres", nodeId: 1, host: 7, port: 5432 },
+    { op: "postgres_system", systemIdentifier: "-1" },
+    { op: "postgres_system", systemIdentifier: 7 },
     { op: "conf_change" },
   ] as unknown as Command[];
   for (const c of bad) assert.throws(() => encodeCommand(c), TypeError, JSON.stringify(c));

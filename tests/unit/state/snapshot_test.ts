@@ -13,6 +13,7 @@ function view(sm: StateMachine) {
     members: sm.members(),
     settings: sm.settings(),
     primary: sm.primary(),
+    postgresSystem: sm.postgresSystem,
     kv: sm.kvList("", Number.MAX_SAFE_INTEGER),
     kvBytes: sm.kvBytes,
     kvCount: sm.kvCount,
@@ -29,6 +30,7 @@ function sample(): StateMachine {
     { op: "set_config", name: "heartbeat_interval", value: "50ms" },
     { op: "set_config", name: "kv_quota", value: "5000" },
     { op: "set_primary", nodeId: 1, timeline: 3 },
+    { op: "postgres_system", systemIdentifier: "7324870912345678901" },
     { op: "kv_put", key: "a/é", value: bytes("x") },
     { op: "kv_put", key: "a/\u{1f600}", value: new Uint8Array(300) },
     { op: "kv_put", key: "b", value: new Uint8Array() },
@@ -44,9 +46,9 @@ Deno.test("snapshot then restore gives an identical state, and an identical snap
   restored.checkInvariants();
 });
 
-Deno.test("an empty machine's image is 34 bytes and restores to an empty machine", () => {
+Deno.test("an empty machine's image is 35 bytes and restores to an empty machine", () => {
   const image = new StateMachine().snapshot();
-  assert.equal(image.length, 16 + 1 + 1 + 4 + 4 + 4 + 4);
+  assert.equal(image.length, 16 + 1 + 1 + 1 + 4 + 4 + 4 + 4);
   assert.deepEqual([...image.subarray(0, 6)], [0x50, 0x47, 0x52, 0x53, 0, STATE_IMAGE_VERSION]);
   assert.deepEqual(view(StateMachine.restore(image)), view(new StateMachine()));
 });
@@ -93,7 +95,8 @@ Deno.test("restore refuses corrupt data with a TypeError that names the problem"
     [new Uint8Array(), /only 0 bytes/],
     [image.subarray(0, 10), /only 10 bytes/],
     [patched(image, 0, [0x58]), /bad magic/],
-    [patched(image, 4, [0, 2]), /unsupported version 2/],
+    [patched(image, 4, [0, 3]), /unsupported version 3/],
+    [patched(image, 4, [0, 0]), /unsupported version 0/],
     [image.subarray(0, image.length - 1), /checksum mismatch/],
     [
       (() => {
@@ -178,4 +181,17 @@ Deno.test("MiB values and many keys survive snapshot and restore", () => {
   assert.equal(restored.kvBytes, sm.kvBytes);
   assert.deepEqual(restored.kvList("small/4999", 1)[0]?.value, bytes("v4999"));
   restored.checkInvariants();
+});
+
+Deno.test("a version 1 image (before the PostgreSQL system was recorded) is still read", () => {
+  // An empty machine's version 2 image without its system byte, as version 1 wrote it.
+  const v2 = new StateMachine().snapshot();
+  const body = new Uint8Array([...v2.subarray(0, 18), ...v2.subarray(19, v2.length - 4)]);
+  body[5] = 1;
+  const v1 = new Uint8Array(body.length + 4);
+  v1.set(body);
+  new DataView(v1.buffer).setUint32(body.length, crc32c(body));
+  const restored = StateMachine.restore(v1);
+  assert.equal(restored.postgresSystem, null);
+  assert.deepEqual(view(restored), view(new StateMachine()));
 });

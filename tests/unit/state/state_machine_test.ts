@@ -214,6 +214,19 @@ Deno.test("set_primary records the primary, its timeline and the index that set 
   assert.deepEqual(sm.primary(), { nodeId: 0, timeline: 2, index: 2 });
 });
 
+Deno.test("postgres_system records the database system once; another one is refused", () => {
+  const sm = machineWith([{ op: "postgres_system", systemIdentifier: "7324870912345678901" }]);
+  assert.equal(sm.postgresSystem, "7324870912345678901");
+  const again = sm.apply(
+    normal(2, { op: "postgres_system", systemIdentifier: "7324870912345678901" }),
+  );
+  assert.equal(again.ok, true);
+  const other = sm.apply(normal(3, { op: "postgres_system", systemIdentifier: "42" }));
+  assert.equal(other.ok, false);
+  assert.equal(!other.ok && other.code, "postgres_system_recorded");
+  assert.equal(sm.postgresSystem, "7324870912345678901");
+});
+
 Deno.test("a kv_put beyond the quota is refused and changes nothing", () => {
   const sm = new StateMachine({ kvQuotaBytes: 100 });
   assert.equal(sm.apply(normal(1, { op: "kv_put", key: "a", value: new Uint8Array(59) })).ok, true);
