@@ -155,6 +155,17 @@ export function findPgBinaries(options: FindPgBinariesOptions = {}): Promise<PgB
   return cachedBinaries;
 }
 
+/**
+ * The server binaries in `dir` (`pgraft.pg_bin_dir`).
+ *
+ * @throws Error when `dir` holds no usable `postgres` and `initdb`
+ */
+export async function pgBinariesIn(dir: string): Promise<PgBinaries> {
+  const found = await binariesIn(dir);
+  if (!found) throw new Error(`no usable PostgreSQL server programs in ${dir} (pgraft.pg_bin_dir)`);
+  return found;
+}
+
 /** True when this process runs as root and must drop to an unprivileged user. */
 export function runningAsRoot(): boolean {
   return Deno.uid?.() === 0;

@@ -180,6 +180,7 @@ export class ServerSession {
         {
           receive: string | null;
           replay: string | null;
+          sender_end: string | null;
           conninfo: string;
           status: string | null;
           host: string | null;
@@ -189,7 +190,7 @@ export class ServerSession {
         }[]
       >`
         select pg_last_wal_receive_lsn()::text as receive, pg_last_wal_replay_lsn()::text as replay,
-          current_setting('primary_conninfo') as conninfo, r.status, r.sender_host as host,
+          r.latest_end_lsn::text as sender_end, current_setting('primary_conninfo') as conninfo, r.status, r.sender_host as host,
           r.sender_port as port, r.received_tli as tli,
           (select timeline_id from pg_control_checkpoint()) as checkpoint_tli
         from (select 1) as one left join pg_stat_wal_receiver as r on true`);
@@ -204,6 +205,7 @@ export class ServerSession {
       upstream: conninfoTarget(row.conninfo),
       sender: row.host !== null && row.port !== null ? { host: row.host, port: row.port } : null,
       streaming: row.status === "streaming",
+      senderLsn: row.sender_end,
     };
   }
 }
@@ -220,4 +222,5 @@ export type StandbyState = Pick<
   | "upstream"
   | "sender"
   | "streaming"
+  | "senderLsn"
 >;

@@ -181,6 +181,7 @@ export class Supervisor {
       rewindFailed: await rewindFailed(this.dataDir),
       sender: null,
       streaming: false,
+      senderLsn: null,
       cleanShutdown: null,
       divergence: null,
       dataDirectory: { kind: "empty" },

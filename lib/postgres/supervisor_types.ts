@@ -178,6 +178,11 @@ export interface Observation {
   sender: { host: string; port: number } | null;
   /** a standby's WAL receiver is streaming */
   streaming: boolean;
+  /**
+   * a standby's view of its primary's end of WAL, as the sender last reported
+   * it (`pg_stat_wal_receiver.latest_end_lsn`): its lag is this minus its replay LSN
+   */
+  senderLsn: Lsn | null;
   /** a stopped server was shut down cleanly (null when not stopped or unknown) */
   cleanShutdown: boolean | null;
   /** why the server diverged from the primary it was compared with */
