@@ -1,9 +1,17 @@
 -- What the agent publishes about itself: its live view (refreshed on every
--- change and at least every heartbeat; UNLOGGED, it is only live data), the
--- effective configuration, the rules of lib/state/limits.ts, and events.
+-- change and at least every heartbeat), the effective configuration, the rules
+-- of lib/state/limits.ts, and events.
+--
+-- The live view is logged, not UNLOGGED, although it is only live data: with
+-- pgraft.manage_postgres only the primary's agent publishes, and the standbys
+-- answer every monitoring function from what streaming replication brings
+-- them (an unlogged table cannot even be read during recovery). The agent
+-- writes it with synchronous_commit = off (sql/011_agent_writes.sql), so the
+-- WAL it makes never waits for a flush or a standby.
 
--- The agent's own view, one row, replaced as a whole on every publish.
-create unlogged table pgraft.node_status (
+-- The agent's own view, one row, replaced as a whole on every publish (on a
+-- standby: the primary's agent's view, compared with pgraft.this_node_id()).
+create table pgraft.node_status (
   singleton boolean primary key default true check (singleton),
   node_id int not null,
   address text not null,
@@ -30,11 +38,16 @@ create unlogged table pgraft.node_status (
   agent_started_at timestamptz not null,
   agent_version text not null,
   stale_after_ms int not null,
-  updated_at timestamptz not null default clock_timestamp()
+  updated_at timestamptz not null default clock_timestamp(),
+  -- manage_postgres: the primary record of the replicated state (null when none).
+  primary_id int,                     -- the node whose PostgreSQL is the primary
+  timeline bigint                     -- its timeline
 );
 
 -- Per member as this node sees it (the leader knows match/next of everyone).
-create unlogged table pgraft.member_status (
+-- On a standby these are the primary's agent's rows: the standby's own row is
+-- the leader's view of it.
+create table pgraft.member_status (
   node_id int primary key,
   address text not null,
   port int not null,
@@ -45,11 +58,15 @@ create unlogged table pgraft.member_status (
   commit_index bigint,
   last_contact_at timestamptz,        -- leader: last message from it; follower: last heartbeat from the leader
   lag_entries bigint,
-  lag_bytes bigint
+  lag_bytes bigint,
+  -- manage_postgres: the member's PostgreSQL server (all null when the agent does not run it).
+  pg_role text,                       -- primary | standby | starting | stopped | diverged | unknown
+  pg_lsn pg_lsn,                      -- its WAL position
+  wal_lag_bytes bigint                -- bytes of WAL it is behind the primary
 );
 
 -- Counters for pgraft_log_get_stats(), one row.
-create unlogged table pgraft.log_stats (
+create table pgraft.log_stats (
   singleton boolean primary key default true check (singleton),
   entries_appended bigint not null,
   entries_applied bigint not null,

@@ -7,6 +7,79 @@ language sql stable as $$
    where s.updated_at > clock_timestamp() - make_interval(secs => s.stale_after_ms / 1000.0)
 $$;
 
+-- The node this server belongs to: pgraft.node_id of its postgresql.conf (the
+-- agent's configuration file; PostgreSQL keeps it as a placeholder setting).
+-- Null when not set (or not a node id): then this server is taken to be the
+-- node that published pgraft.node_status. With manage_postgres, a standby's
+-- pgraft.node_status is the primary's agent's (streaming replication), and the
+-- functions that answer about "this node" compare with this id.
+create function pgraft.this_node_id() returns int
+language sql stable as $$
+  select case when v ~ '^[0-9]{1,10}$' then
+                case when v::bigint between 1 and 2147483647 then v::int end end
+    from (select btrim(coalesce(current_setting('pgraft.node_id', true), '')) as v) setting
+$$;
+
+-- Whether the published status is this node's own (see pgraft.this_node_id()).
+create function pgraft.is_own_status(s pgraft.node_status) returns boolean
+language sql stable as $$
+  select pgraft.this_node_id() is null or pgraft.this_node_id() = s.node_id
+$$;
+
+-- Lower synchronous_commit to 'local' for the current transaction (never
+-- raise it: 'off' stays off), unless the transaction already wrote something:
+-- its writes keep the durability the caller asked for.
+create function pgraft.commit_locally() returns void
+language plpgsql volatile as $$
+begin
+  if pg_current_xact_id_if_assigned() is null
+     and current_setting('synchronous_commit') not in ('off', 'local') then
+    perform set_config('synchronous_commit', 'local', true);
+  end if;
+end
+$$;
+
+-- Raise 25006 on a read-only standby (manage_postgres): commands run on the
+-- primary, and the hint says which node that is and where its PostgreSQL
+-- listens. Called first by every command function, before anything is written.
+create function pgraft.require_primary(function_name text) returns void
+language plpgsql stable as $$
+declare
+  s pgraft.node_status;
+  target int;
+  m pgraft.members;
+  address text;
+  fresh boolean;
+begin
+  if not pg_is_in_recovery() then
+    return;
+  end if;
+  select * into s from pgraft.node_status;
+  target := coalesce(s.primary_id, s.leader_id);
+  fresh := exists (select 1 from pgraft.live_status());
+  if target is not null then
+    select * into m from pgraft.members mm where mm.node_id = target;
+    address := case when m.pg_host is null or m.pg_port is null then null
+                    when m.pg_host like '%:%' then format('[%s]:%s', m.pg_host, m.pg_port)
+                    else format('%s:%s', m.pg_host, m.pg_port) end;
+  end if;
+  raise exception 'cannot run %: this server is a read-only standby', function_name
+    using errcode = '25006',
+          detail = case
+                     when s.node_id is null then 'No pgraft status has been replicated here yet.'
+                     when not fresh then format('The primary''s status was last refreshed at %s; '
+                                                'a failover may be under way.', s.updated_at)
+                     else 'pgraft commands are run on the primary; this server follows it by '
+                          'streaming replication.' end,
+          hint = case
+                   when target is null then 'The primary is not known yet: see SELECT * FROM pgraft_get_nodes(); '
+                                            'and run it on the node whose pg_role is primary.'
+                   when address is null then format('Run it on the primary, node %s (address not known yet).',
+                                                    target)
+                   else format('Run it on the primary, node %s at %s.', target, address) end;
+end
+$$;
+
 -- Wait (bounded) until every command committed before this call is finished;
 -- warn about commands of this session that failed since they were last reported.
 create function pgraft.await_commands(timeout_ms int default 2000) returns void
@@ -15,7 +88,16 @@ declare
   horizon bigint;
   deadline timestamptz := clock_timestamp() + make_interval(secs => timeout_ms / 1000.0);
   failed record;
+  standby boolean;
 begin
+  -- On a read-only standby (manage_postgres) the queued commands are the
+  -- primary's: its agent finishes them and the outcome arrives by streaming
+  -- replication. Wait for them only while that agent is publishing, and write
+  -- nothing here.
+  standby := pg_is_in_recovery();
+  if standby and not exists (select 1 from pgraft.live_status()) then
+    return;
+  end if;
   select max(command_id) into horizon from pgraft.commands where status in ('pending', 'running');
   if horizon is not null then
     loop
@@ -30,6 +112,13 @@ begin
       perform pg_sleep(0.002);
     end loop;
   end if;
+  if standby or not exists (select 1 from pgraft.commands
+                             where backend_pid = pg_backend_pid() and status = 'failed' and not reported) then
+    return;
+  end if;
+  -- Marking them reported is a write in the caller's transaction: it must not
+  -- wait for synchronous standbys (a monitoring query would hang while they are down).
+  perform pgraft.commit_locally();
   for failed in
     update pgraft.commands set reported = true
      where backend_pid = pg_backend_pid() and status = 'failed' and not reported
@@ -128,6 +217,13 @@ language plpgsql volatile as $$
 declare
   id bigint;
 begin
+  -- The command row must never wait for synchronous standbys: with synchronous
+  -- replication on and the standbys down, the commit would hang, and with it
+  -- the very command that repairs the cluster (SELECT pgraft_remove_node(3)).
+  -- The row is only a request to this node's agent; the command itself is made
+  -- durable by the Raft log. (A transaction that wrote before calling keeps
+  -- its own setting: pgraft.commit_locally().)
+  perform pgraft.commit_locally();
   insert into pgraft.commands (kind, args) values (kind, args) returning command_id into id;
   perform pg_notify('pgraft_commands', id::text);
   return id;

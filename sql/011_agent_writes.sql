@@ -7,8 +7,14 @@
 -- transaction), so publishing never competes with the Raft log's fdatasync.
 -- After a crash of PostgreSQL the copy may roll back a little, stamp and all
 -- (pgraft.published), and the agent publishes again from the stamp. What users
--- wait for, a command's outcome (finish_command), commits synchronously and
--- flushes everything before it.
+-- wait for, a command's outcome (finish_command), commits with its WAL flushed
+-- (and everything before it), but never waits for synchronous standbys
+-- (synchronous_commit = local): with synchronous replication on and the
+-- standbys down, the outcome of the command that repairs the cluster
+-- (pgraft_remove_node()) must not hang behind them.
+--
+-- With manage_postgres these tables reach the standbys by streaming
+-- replication, so they are all logged (sql/002_status.sql).
 
 create function pgraft.publish_status(rows jsonb) returns void
 language plpgsql volatile as $$
@@ -28,6 +34,15 @@ begin
 end
 $$;
 
+-- The agent takes a queued command (it never waits for synchronous standbys either).
+create function pgraft.start_command(p_command_id bigint) returns void
+language plpgsql volatile as $$
+begin
+  perform set_config('synchronous_commit', 'local', true);
+  update pgraft.commands set status = 'running' where command_id = p_command_id and status = 'pending';
+end
+$$;
+
 -- Record a command's outcome and, in the same statement, the status that goes with it.
 create function pgraft.finish_command(p_command_id bigint, p_ok boolean, p_result jsonb, p_error text,
                                       p_status jsonb)
@@ -37,6 +52,8 @@ begin
   if p_status is not null then
     perform pgraft.publish_status(p_status);
   end if;
+  -- After publish_status (which turns it off): flushed locally, not waiting for standbys.
+  perform set_config('synchronous_commit', 'local', true);
   update pgraft.commands
      set status = case when p_ok then 'done' else 'failed' end,
          result = case when p_ok then p_result end,

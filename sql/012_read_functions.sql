@@ -1,11 +1,20 @@
 -- The read functions: what this node's agent published, never presented as
 -- current once the agent stops refreshing it (pgraft.live_status()).
+--
+-- With manage_postgres, a standby holds what the primary's agent published
+-- (streaming replication): the functions answer for the node the server
+-- belongs to (pgraft.this_node_id()) — its state is the leader's view of it in
+-- pgraft.member_status, it is the leader only if the published status names it
+-- — and everything else as published. On a standby a stale status also means
+-- the primary (or its agent) is gone: the same staleness rule covers it.
 
 create function public.pgraft_is_leader() returns boolean
 language plpgsql volatile security definer set search_path = pg_catalog, pgraft as $$
 begin
   perform pgraft.await_commands();
-  return coalesce((select role = 'leader' from pgraft.live_status()), false);
+  return coalesce((select case when pgraft.is_own_status(l) then l.role = 'leader'
+                               else l.leader_id = pgraft.this_node_id() end
+                      from pgraft.live_status() l), false);
 end
 $$;
 
@@ -37,7 +46,8 @@ $$;
 create function public.pgraft_get_nodes()
 returns table (node_id int, address text, port int, state text, is_voter boolean,
                match_index bigint, next_index bigint, commit_index bigint,
-               last_heartbeat_ms bigint, replication_lag_bytes bigint, lag_entries bigint)
+               last_heartbeat_ms bigint, replication_lag_bytes bigint, lag_entries bigint,
+               pg_role text, pg_lsn pg_lsn, wal_lag_bytes bigint)
 language plpgsql volatile security definer set search_path = pg_catalog, pgraft as $$
 declare
   live boolean;
@@ -50,7 +60,10 @@ begin
            m.is_voter, m.match_index, m.next_index, m.commit_index,
            case when live and m.last_contact_at is not null
                 then (extract(epoch from clock_timestamp() - m.last_contact_at) * 1000)::bigint end,
-           m.lag_bytes, m.lag_entries
+           m.lag_bytes, m.lag_entries,
+           -- a stale role is not presented as current (a dead primary is no primary)
+           case when live or m.pg_role is null then m.pg_role else 'unknown' end,
+           m.pg_lsn, m.wal_lag_bytes
       from pgraft.member_status m
      order by m.node_id;
 end
@@ -61,13 +74,20 @@ returns table (node_id int, state text, leader_id int, current_term bigint, comm
                last_applied bigint, quorum_met boolean, elections_triggered bigint,
                failover_enabled boolean, cluster_name text, cluster_id uuid, num_nodes int,
                num_voters int, first_index bigint, last_index bigint, snapshot_index bigint,
-               agent_running boolean, storage_ok boolean, status_age_ms bigint)
+               agent_running boolean, storage_ok boolean, status_age_ms bigint,
+               primary_id int, timeline bigint)
 language plpgsql volatile security definer set search_path = pg_catalog, pgraft as $$
+declare
+  me int := pgraft.this_node_id();
 begin
   perform pgraft.await_commands();
   return query
-    select s.node_id,
-           case when l.node_id is null then 'unknown' else s.role end,
+    select case when pgraft.is_own_status(s) then s.node_id else me end,
+           case when l.node_id is null then 'unknown'
+                when pgraft.is_own_status(s) then s.role
+                -- another node's status (a standby): the leader's view of this node
+                else coalesce((select m.state from pgraft.member_status m where m.node_id = me),
+                              'unknown') end,
            l.leader_id, s.term, s.commit_index, s.last_applied,
            coalesce(l.quorum_met, false), s.elections_triggered, s.failover_enabled,
            s.cluster_name, s.cluster_id,
@@ -75,7 +95,8 @@ begin
            (select count(*)::int from pgraft.member_status m where m.is_voter),
            s.first_index, s.last_index, s.snapshot_index,
            l.node_id is not null, s.storage_ok,
-           (extract(epoch from clock_timestamp() - s.updated_at) * 1000)::bigint
+           (extract(epoch from clock_timestamp() - s.updated_at) * 1000)::bigint,
+           s.primary_id, s.timeline
       from pgraft.node_status s
       left join pgraft.live_status() l on true;
 end

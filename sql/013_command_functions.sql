@@ -1,11 +1,14 @@
 -- The command functions: validate what can be validated here (with the rules
--- the agent published), then enqueue the command for the agent.
+-- the agent published), then enqueue the command for the agent. On a
+-- read-only standby (manage_postgres) each one first raises 25006 naming the
+-- primary (pgraft.require_primary()), before anything is written.
 
 create function public.pgraft_init() returns boolean
 language plpgsql volatile security definer set search_path = pg_catalog, pgraft as $$
 declare
   s pgraft.node_status;
 begin
+  perform pgraft.require_primary('pgraft_init()');  -- 25006 on a standby
   perform pgraft.await_commands();
   s := pgraft.require_agent();
   if s.cluster_id is not null or s.role in ('leader', 'follower', 'learner') then
@@ -28,6 +31,7 @@ declare
   s pgraft.node_status;
   clash record;
 begin
+  perform pgraft.require_primary('pgraft_add_node()');  -- 25006 on a standby
   perform pgraft.await_commands();
   perform pgraft.check_node_id(node_id);
   s := pgraft.require_agent();
@@ -56,6 +60,7 @@ declare
   s pgraft.node_status;
   target pgraft.members;
 begin
+  perform pgraft.require_primary('pgraft_remove_node()');  -- 25006 on a standby
   perform pgraft.await_commands();
   s := pgraft.require_agent();
   target := pgraft.require_member(s, node_id);
@@ -74,6 +79,7 @@ declare
   s pgraft.node_status;
   target pgraft.members;
 begin
+  perform pgraft.require_primary('pgraft_transfer_leadership()');  -- 25006 on a standby
   perform pgraft.await_commands();
   s := pgraft.require_agent();
   target := pgraft.require_member(s, node_id);
@@ -99,6 +105,7 @@ declare
   ratio int;
   suggestion text;
 begin
+  perform pgraft.require_primary('pgraft_set_config()');  -- 25006 on a standby
   perform pgraft.await_commands();
   if value is null then
     raise exception 'invalid value for %: NULL', short_name using errcode = '22023',

@@ -9,6 +9,7 @@ language plpgsql volatile security definer set search_path = pg_catalog, pgraft 
 declare
   s pgraft.node_status;
 begin
+  perform pgraft.require_primary('pgraft_kv_put()');  -- 25006 on a standby
   perform pgraft.await_commands();
   s := pgraft.require_agent();
   perform pgraft.check_kv_key(key);
@@ -24,6 +25,7 @@ language plpgsql volatile security definer set search_path = pg_catalog, pgraft 
 declare
   s pgraft.node_status;
 begin
+  perform pgraft.require_primary('pgraft_kv_delete()');  -- 25006 on a standby
   perform pgraft.await_commands();
   s := pgraft.require_agent();
   perform pgraft.check_kv_key(key);

@@ -146,8 +146,8 @@ export class CommandQueue {
   async #runOne(row: CommandRow): Promise<void> {
     await this.#pool.run(
       "markRunning",
-      (sql) =>
-        sql`update pgraft.commands set status = 'running' where command_id = ${row.commandId}`,
+      // pgraft.start_command() commits without waiting for synchronous standbys.
+      (sql) => sql`select pgraft.start_command(${row.commandId})`,
     ).catch(() => {});
     let outcome: { ok: true; result: unknown } | { ok: false; error: string };
     try {

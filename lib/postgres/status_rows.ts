@@ -35,6 +35,10 @@ export interface NodeStatusRow {
   agentStartedAt: Date;
   agentVersion: string;
   staleAfterMs: number;
+  /** the node the primary record names (manage_postgres), null when none */
+  primaryId: number | null;
+  /** the primary record's timeline, null when none */
+  timeline: number | null;
 }
 
 /** pgraft.member_status, one row per member. */
@@ -50,6 +54,15 @@ export interface MemberStatusRow {
   lastContactAt: Date | null;
   lagEntries: number | null;
   lagBytes: number | null;
+  /**
+   * its PostgreSQL server (manage_postgres): `primary`, `standby`, `starting`,
+   * `stopped`, `diverged`, `unknown`; null when the agent does not run it
+   */
+  pgRole: string | null;
+  /** its server's WAL position (`pg_lsn` text), null when unknown */
+  pgLsn: string | null;
+  /** bytes of WAL its server is behind the primary's, null when unknown */
+  walLagBytes: number | null;
 }
 
 /** pgraft.log_stats. */
@@ -135,6 +148,8 @@ export function statusRows(status: StatusSnapshot): postgres.JSONValue {
       agent_started_at: n.agentStartedAt,
       agent_version: n.agentVersion,
       stale_after_ms: n.staleAfterMs,
+      primary_id: n.primaryId,
+      timeline: n.timeline,
     },
     members: status.members.map((m) => ({
       node_id: m.nodeId,
@@ -148,6 +163,9 @@ export function statusRows(status: StatusSnapshot): postgres.JSONValue {
       last_contact_at: m.lastContactAt,
       lag_entries: m.lagEntries,
       lag_bytes: m.lagBytes,
+      pg_role: m.pgRole,
+      pg_lsn: m.pgLsn,
+      wal_lag_bytes: m.walLagBytes,
     })),
     stats: {
       singleton: true,
