@@ -1,7 +1,9 @@
 /**
  * The client-facing HTTP API on the agent's port: the key-value store
- * (`/v1/kv`), mounted by the agent on its peer app. It needs one interface
- * from the node, {@link Cluster}, which the agent implements.
+ * (`/v1/kv`) and the load balancers' health checks (`/primary`, `/replica`,
+ * `/read-only`, as Patroni answers them), mounted by the agent on its peer
+ * app. Each needs one interface from the node, {@link Cluster} and
+ * {@link HealthSource}, which the agent implements.
  *
  * @module
  */
@@ -15,3 +17,10 @@ export {
 } from "./cluster.ts";
 export { KV_LIST_LIMIT_DEFAULT, kvApi, type KvApiOptions } from "./kv.ts";
 export { clientAuth } from "./client_auth.ts";
+export {
+  healthApi,
+  type HealthRole,
+  type HealthServer,
+  type HealthSource,
+  PRIMARY_PATHS,
+} from "./health.ts";

@@ -53,7 +53,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   config: [],
   storage: ["raft", "state"],
   transport: ["raft"],
-  api: ["raft", "state", "transport"],
+  api: ["raft", "state", "transport", "config"],
   postgres: ["config", "raft", "state"],
   agent: ["api", "postgres", "ha", "transport", "storage", "state", "raft", "config"],
   cli: ["agent", "api", "postgres", "ha", "transport", "storage", "state", "raft", "config"],
