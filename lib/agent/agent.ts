@@ -9,12 +9,17 @@
  * - {@link Ops}: every write operation once, for HTTP and SQL alike;
  * - the peer app (lib/transport) with the key-value API (lib/api) mounted;
  * - the link to this node's PostgreSQL (lib/postgres): the publisher and the
- *   SQL command queue, started in the background — consensus never waits for it.
+ *   SQL command queue, started in the background — consensus never waits for it;
+ * - with `pgraft.manage_postgres`, the {@link HaRunner}: the agent runs its
+ *   server, the leader's as the primary; the link then runs only while the
+ *   server is a writable primary (a standby is read-only: what the primary's
+ *   agent publishes reaches it by streaming replication).
  *
  * @module
  */
 
-import { type Cluster, kvApi } from "../api/mod.ts";
+import { type Cluster, healthApi, kvApi } from "../api/mod.ts";
+import { dirname } from "node:path";
 import { deadline } from "../async.ts";
 import {
   ELECTION_HEARTBEAT_RATIO_MIN,
@@ -52,8 +57,12 @@ import {
 import type { PgConnectionOptions } from "../postgres/connection.ts";
 import { type CommandRow } from "../postgres/command_queue.ts";
 import { PostgresLink } from "../postgres/link.ts";
-import type { StatusSnapshot } from "../postgres/status_rows.ts";
+import { EVENTS_BUFFERED_MAX } from "../postgres/publisher.ts";
+import { pgBinariesIn } from "../postgres/server.ts";
+import type { EventRow, StatusSnapshot } from "../postgres/status_rows.ts";
+import { Supervisor } from "../postgres/supervisor.ts";
 import { VERSION } from "../version.ts";
+import { HaRunner } from "./ha_runner.ts";
 import { type LogFormat, Logger } from "./log.ts";
 import { Ops } from "./ops.ts";
 import { Peers } from "./peers.ts";
@@ -88,7 +97,13 @@ export class Agent {
   #peers!: Peers;
   #replica!: Replica;
   #ops!: Ops;
-  #link!: PostgresLink;
+  #connection!: PgConnectionOptions;
+  /** the link to this node's PostgreSQL; with manage_postgres only while it is a writable primary */
+  #link: PostgresLink | null = null;
+  /** high availability, with manage_postgres */
+  #ha: HaRunner | null = null;
+  /** events recorded while no link runs, handed to the next one */
+  #pendingEvents: EventRow[] = [];
   #server!: PeerServer;
   #statusTimer: ReturnType<typeof setInterval> | undefined;
   #probeTimer: ReturnType<typeof setInterval> | undefined;
@@ -100,6 +115,8 @@ export class Agent {
   #leaderSince: Date | null = null;
   #noLeaderSince: Date | null = new Date();
   #stopped: Promise<void> | null = null;
+  /** the stop hands leadership (with manage_postgres: the primary) over first */
+  #handingOver = false;
 
   private constructor(options: AgentOptions) {
     this.config = options.config;
@@ -176,9 +193,11 @@ export class Agent {
       replica,
       peers: this.#peers,
       settings: () => this.#settings,
+      switchover: file.managePostgres ? (target) => this.#ha!.requestSwitchover(target) : undefined,
     });
+    this.#connection = connection;
+    if (file.managePostgres) this.#ha = await this.#createHa(connection);
     this.#server = await this.#serve();
-    this.#link = new PostgresLink(connection, this.#linkSource());
     replica.start();
     this.#startStatusTimer(this.#settings.heartbeatIntervalMs);
     this.log.info("agent started", {
@@ -188,14 +207,72 @@ export class Agent {
       clusterId: this.#clusterId(),
       lastIndex: replica.status().lastIndex,
       version: VERSION,
+      managePostgres: file.managePostgres,
     });
-    const { firstAttempt } = this.#link.start();
-    if (!await firstAttempt) {
+    if (this.#ha) {
+      this.#ha.start();
+      return;
+    }
+    if (!await this.#startLink()) {
       this.log.warn("PostgreSQL cannot be reached yet; consensus runs meanwhile, retrying", {
         host: connection.host,
         port: connection.port,
       });
     }
+  }
+
+  /**
+   * Start the link to this node's PostgreSQL (in the background).
+   *
+   * @returns whether the first attempt to connect worked
+   */
+  #startLink(): Promise<boolean> {
+    if (this.#link !== null) return Promise.resolve(true);
+    const link = new PostgresLink(this.#connection, this.#linkSource());
+    this.#link = link;
+    for (const event of this.#pendingEvents.splice(0)) link.publisher.recordEvent(event);
+    return link.start().firstAttempt;
+  }
+
+  async #stopLink(): Promise<void> {
+    const link = this.#link;
+    this.#link = null;
+    await link?.stop();
+  }
+
+  /** The HA runner and the supervisor of this node's server (manage_postgres). */
+  async #createHa(connection: PgConnectionOptions): Promise<HaRunner> {
+    const file = this.config.settings;
+    const configFile = this.config.files[0]!;
+    const supervisor = await Supervisor.create({
+      dataDir: this.config.connection.dataDirectory ?? dirname(configFile),
+      configFile,
+      connection,
+      systemIdentifier: this.#replica.state.postgresSystem,
+      ...(file.pgBinDir ? { bins: await pgBinariesIn(file.pgBinDir) } : {}),
+    });
+    if (connection.port === undefined) {
+      throw new Error("manage_postgres needs the server's port in the configuration file");
+    }
+    return new HaRunner({
+      nodeId: this.nodeId,
+      supervisor,
+      replica: this.#replica,
+      peers: this.#peers,
+      settings: () => this.#settings,
+      pgAddress: { host: file.address, port: connection.port },
+      log: this.log,
+      event: (type, fields) => this.event(type, fields),
+      writableChanged: (writable) => {
+        if (writable) {
+          this.#startLink();
+          return;
+        }
+        this.#stopLink().catch((error) =>
+          this.log.warn("stopping the PostgreSQL link failed", { error: String(error) })
+        );
+      },
+    });
   }
 
   /** The cluster this node belongs to: recorded in its data directory, else learned from the log. */
@@ -242,7 +319,22 @@ export class Agent {
     const app = createPeerApp(peerOptions);
     registerRpc(app, peerOptions, "command", (body) => this.#ops.executeForwarded(body));
     registerRpc(app, peerOptions, "read_index", () => this.#ops.readIndexForPeer());
+    registerRpc(app, peerOptions, "ha", (body) => {
+      if (!this.#ha) throw new RangeError(`node ${this.nodeId} does not manage PostgreSQL`);
+      return this.#ha.receive(body);
+    });
     app.route("/v1/kv", kvApi(this.#cluster(), { authSecret: file.authSecret }));
+    const ha = this.#ha;
+    if (ha) {
+      app.route(
+        "/",
+        healthApi({
+          nodeId: this.nodeId,
+          server: () => ha.health(),
+          entitledPrimary: () => ha.entitledPrimary,
+        }),
+      );
+    }
     if (!file.authSecret) {
       this.log.warn("no pgraft.auth_secret: only loopback peers and clients are accepted");
     }
@@ -511,6 +603,7 @@ export class Agent {
       startedAt: this.startedAt,
       rpcRejected: this.metrics.total(TRANSPORT_METRICS.rejected),
       leaderView: this.#leaderView(),
+      servers: this.#ha?.memberServers() ?? null,
     });
   }
 
@@ -526,13 +619,15 @@ export class Agent {
 
   /** Record an event (written to pgraft.events with the next publish) and log it. */
   event(type: string, fields: { nodeId?: NodeId; detail?: string } = {}): void {
-    this.#link?.publisher.recordEvent({
+    const row: EventRow = {
       at: new Date(),
       type,
       term: this.#replica ? this.#replica.status().term : null,
       nodeId: fields.nodeId ?? this.nodeId,
       detail: fields.detail ?? "",
-    });
+    };
+    if (this.#link) this.#link.publisher.recordEvent(row);
+    else if (this.#pendingEvents.push(row) > EVENTS_BUFFERED_MAX) this.#pendingEvents.shift();
     this.log.info(`event ${type}`, {
       detail: fields.detail ?? "",
       subject: fields.nodeId ?? this.nodeId,
@@ -561,7 +656,10 @@ export class Agent {
    * at once (DESIGN.md "Targets": failover after the leader's process dies).
    */
   #probeLeader(timeoutMs: number): void {
-    if (this.#probing) return;
+    // With manage_postgres a refused connection is not enough: the old
+    // primary's lease must run out first (lib/ha/lease.ts), so followers wait
+    // out the election timeout.
+    if (this.#probing || this.#ha) return;
     const leader = this.#replica.leaderToProbe();
     const client = leader === NONE ? null : this.#peers.client(leader);
     if (!client) return;
@@ -587,7 +685,8 @@ export class Agent {
    */
   stop(options: { handOver?: boolean } = {}): Promise<void> {
     this.#stopped ??= (async () => {
-      if (options.handOver ?? true) {
+      this.#handingOver = options.handOver ?? true;
+      if (this.#handingOver) {
         await this.#handOver().catch((error) =>
           this.log.warn("leadership handover failed", { error: String(error) })
         );
@@ -605,6 +704,7 @@ export class Agent {
   }
 
   async #handOver(): Promise<void> {
+    if (this.#ha) return; // the HA runner hands the primary over (a switchover) as it stops
     if (this.#replica?.softState.role !== "leader") return;
     this.log.info("handing leadership over before stopping");
     const target = await this.#replica.handOver(2 * this.#settings.electionTimeoutMs);
@@ -618,10 +718,11 @@ export class Agent {
   async #shutdown(): Promise<void> {
     if (this.#statusTimer !== undefined) clearInterval(this.#statusTimer);
     if (this.#probeTimer !== undefined) clearInterval(this.#probeTimer);
+    await this.#ha?.stop({ handOver: this.#handingOver });
     this.#replica?.stop();
     await this.#replica?.whenIdle();
     this.#link?.publisher.statusChanged();
-    await this.#link?.stop();
+    await this.#stopLink();
     await this.#server?.shutdown().catch(() => {});
     await this.#peers?.closeAll();
     await this.#storage?.close().catch(() => {});

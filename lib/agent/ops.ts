@@ -52,6 +52,11 @@ export interface OpsDeps {
   peers: Peers;
   /** the effective settings now (the file's, overlaid with the cluster's) */
   settings: () => PgraftSettings;
+  /**
+   * with manage_postgres: a leadership transfer is a switchover of the
+   * PostgreSQL primary (lib/agent/ha_runner.ts); resolves once the target leads
+   */
+  switchover?: (target: NodeId) => Promise<void>;
 }
 
 /** Commands a follower may forward to the leader. */
@@ -166,8 +171,16 @@ export class Ops {
   /** `pgraft_transfer_leadership()`: resolves once the target leads (or the transfer was abandoned). */
   async transferLeadership(target: NodeId): Promise<OpReply> {
     if (target === this.#deps.nodeId) return { index: 0, result: { node_id: target } };
+    const voters = this.#deps.replica.status().membership.voters;
+    if (!voters.includes(target)) {
+      throw refuse(`node ${target} is not a voter: only a voter can lead`, "42704");
+    }
     this.transferTarget = target;
     try {
+      if (this.#deps.switchover) {
+        await this.#deps.switchover(target);
+        return { index: 0, result: { node_id: target } };
+      }
       await this.#deps.replica.transferLeadership(target);
       await poll(() => this.#deps.replica.softState.leaderId === target, {
         timeoutMs: 2 * this.#electionTimeoutMs(),

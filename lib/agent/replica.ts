@@ -365,8 +365,22 @@ export class Replica {
    * @throws NotLeaderError, ReplicaStoppedError
    */
   readBarrier(): Promise<number> {
-    const context = `r${++this.#readSeq}`;
-    const confirmed = new Promise<number>((resolve, reject) => {
+    return this.confirmLeadership(`r${++this.#readSeq}`).then(async (index) => {
+      await this.waitApplied(index);
+      return index;
+    });
+  }
+
+  /**
+   * A ReadIndex round (thesis §6.4): resolves with the read index once a
+   * quorum has confirmed that this node still leads, without waiting for it
+   * to be applied (lib/ha's lease rounds, and {@link readBarrier}).
+   *
+   * @param context the round's context, unique among rounds in flight
+   * @throws NotLeaderError, ReplicaStoppedError
+   */
+  confirmLeadership(context: string): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
       this.#reads.set(context, { resolve, reject });
       this.#input(() => {
         try {
@@ -376,10 +390,6 @@ export class Replica {
           reject(error);
         }
       });
-    });
-    return confirmed.then(async (index) => {
-      await this.waitApplied(index);
-      return index;
     });
   }
 

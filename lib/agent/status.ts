@@ -9,6 +9,7 @@
 
 import type { PgraftSettings } from "../config/mod.ts";
 import { hasQuorum, type NodeId, NONE, type Status } from "../raft/mod.ts";
+import { parseLsn } from "../postgres/replication.ts";
 import type { MemberStatusRow, StatusSnapshot } from "../postgres/status_rows.ts";
 import type { StateMachine } from "../state/mod.ts";
 import { VERSION } from "../version.ts";
@@ -37,6 +38,19 @@ export interface StatusSource {
    * leads (age 0), else the last one its leader's heartbeats brought, while fresh
    */
   leaderView: { view: MembersView; ageMs: number } | null;
+  /**
+   * each member's PostgreSQL server as this node knows it (manage_postgres:
+   * its own, and on the leader what the members report); null when the agent
+   * does not run its server
+   */
+  servers: ReadonlyMap<NodeId, MemberServer> | null;
+}
+
+/** A member's server, for `pg_role`, `pg_lsn` and `wal_lag_bytes`. */
+export interface MemberServer {
+  role: string;
+  /** its WAL position (`pg_lsn` text), null when unknown */
+  lsn: string | null;
 }
 
 /** The member states `pgraft_get_nodes()` shows for this node itself. */
@@ -118,8 +132,11 @@ function memberRows(src: StatusSource, st: Status): MemberStatusRow[] {
     ...learners,
     ...src.state.members().map((m) => m.nodeId),
   ]);
+  const record = src.state.primary();
+  const primaryLsn = record === null ? null : src.servers?.get(record.nodeId)?.lsn ?? null;
   const rows: MemberStatusRow[] = [];
   for (const id of [...ids].sort((a, b) => a - b)) {
+    const server = src.servers?.get(id) ?? null;
     const addr = src.peers.address(id) ?? { address: "", port: 0 };
     const p = progress.get(id);
     // How long ago the leader last heard from the member, as of now.
@@ -157,9 +174,19 @@ function memberRows(src: StatusSource, st: Status): MemberStatusRow[] {
       lastContactAt,
       lagEntries: matchIndex === null ? null : Math.max(0, lastIndex - matchIndex),
       lagBytes: matchIndex === null ? null : src.replica.bytesAfter(matchIndex, lastIndex),
+      pgRole: src.servers === null ? null : server?.role ?? "unknown",
+      pgLsn: server?.lsn ?? null,
+      walLagBytes: walLag(primaryLsn, server?.lsn ?? null),
     });
   }
   return rows;
+}
+
+/** Bytes of WAL `lsn` is behind `primaryLsn` (0 when ahead), null when either is unknown. */
+function walLag(primaryLsn: string | null, lsn: string | null): number | null {
+  if (primaryLsn === null || lsn === null) return null;
+  const behind = Number(parseLsn(primaryLsn) - parseLsn(lsn));
+  return Math.max(0, behind);
 }
 
 /** The value at quantile `q` of ascending `sorted`, 0 when empty. */
@@ -203,6 +230,8 @@ export function statusSnapshot(src: StatusSource): StatusSnapshot {
       agentStartedAt: src.startedAt,
       agentVersion: VERSION,
       staleAfterMs: Math.max(1000, 5 * s.heartbeatIntervalMs),
+      primaryId: src.state.primary()?.nodeId || null,
+      timeline: src.state.primary()?.timeline ?? null,
     },
     members: memberRows(src, st),
     stats: {

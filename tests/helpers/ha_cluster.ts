@@ -1,0 +1,462 @@
+/**
+ * High-availability clusters for end-to-end tests: agents with
+ * `pgraft.manage_postgres = on` that run their own PostgreSQL servers, laid
+ * out the Debian way (each node's postgresql.conf and pg_hba.conf in `etc/`,
+ * outside its data directory). Node 1's data directory is initialized (as an
+ * operator would), the others are empty and get cloned. The agents are
+ * started as a user starts them (`pgraft run --config FILE`); everything is
+ * stopped by PID at the end, servers included.
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import postgres from "postgres";
+import { poll } from "../../lib/async.ts";
+import { agentCommand } from "../../lib/cli/dev_command.ts";
+import { initDataDirectory } from "../../lib/postgres/data_directory.ts";
+import { chownToServerUser } from "../../lib/postgres/programs.ts";
+import { waitForPidGone } from "../../lib/postgres/server.ts";
+import { ensurePgBinaries, freePort } from "./pg.ts";
+
+export const HOST = "127.0.0.1";
+
+/** One node: its files, ports and agent. */
+export interface HaNode {
+  id: number;
+  dir: string;
+  dataDir: string;
+  configFile: string;
+  pgPort: number;
+  agentPort: number;
+  logFile: string;
+  agent: Deno.ChildProcess | null;
+}
+
+/** Options of {@link HaCluster.create}. */
+export interface HaClusterOptions {
+  nodes: number;
+  /** extra lines for every node's postgresql.conf */
+  extraConfig?: string;
+}
+
+/** A cluster of HA nodes under one temporary directory. */
+export class HaCluster {
+  readonly root: string;
+  readonly nodes: HaNode[];
+
+  private constructor(root: string, nodes: HaNode[]) {
+    this.root = root;
+    this.nodes = nodes;
+  }
+
+  /** Lay out `nodes` nodes (nothing started): node 1 initialized, the others empty. */
+  static async create(options: HaClusterOptions): Promise<HaCluster> {
+    const bins = await ensurePgBinaries();
+    const root = await Deno.makeTempDir({ prefix: "pgraft-ha-" });
+    await Deno.chmod(root, 0o755);
+    const nodes: HaNode[] = [];
+    for (let id = 1; id <= options.nodes; id++) {
+      const dir = join(root, `node${id}`);
+      const etc = join(dir, "etc");
+      const run = join(dir, "run");
+      for (const path of [dir, etc, run]) await Deno.mkdir(path, { recursive: true, mode: 0o755 });
+      await Deno.chmod(dir, 0o755);
+      await chownToServerUser(run);
+      const node: HaNode = {
+        id,
+        dir,
+        dataDir: join(dir, "data"),
+        configFile: join(etc, "postgresql.conf"),
+        pgPort: freePort(),
+        agentPort: freePort(),
+        logFile: join(dir, "agent.log"),
+        agent: null,
+      };
+      await Deno.writeTextFile(
+        node.configFile,
+        [
+          `data_directory = '${node.dataDir}'`,
+          `hba_file = '${join(etc, "pg_hba.conf")}'`,
+          `ident_file = '${join(etc, "pg_ident.conf")}'`,
+          `port = ${node.pgPort}`,
+          `listen_addresses = '${HOST}'`,
+          `unix_socket_directories = '${run}'`,
+          "max_connections = 40",
+          "shared_buffers = 16MB",
+          "logging_collector = off",
+          `pgraft.node_id = ${id}`,
+          `pgraft.address = '${HOST}'`,
+          `pgraft.port = ${node.agentPort}`,
+          "pgraft.manage_postgres = on",
+          `pgraft.data_dir = '${join(dir, "pgraft")}'`,
+          "pgraft.heartbeat_interval = '100ms'",
+          "pgraft.election_timeout = '1000ms'",
+          options.extraConfig ?? "",
+          "",
+        ].join("\n"),
+        { mode: 0o644 },
+      );
+      await Deno.writeTextFile(
+        join(etc, "pg_hba.conf"),
+        [
+          "local all all trust",
+          `host all all ${HOST}/32 trust`,
+          "local replication all trust",
+          `host replication all ${HOST}/32 trust`,
+          "",
+        ].join("\n"),
+        { mode: 0o644 },
+      );
+      await Deno.writeTextFile(join(etc, "pg_ident.conf"), "", { mode: 0o644 });
+      nodes.push(node);
+    }
+    await initDataDirectory(bins, nodes[0]!.dataDir);
+    return new HaCluster(root, nodes);
+  }
+
+  node(id: number): HaNode {
+    const node = this.nodes.find((n) => n.id === id);
+    if (!node) throw new Error(`no node ${id}`);
+    return node;
+  }
+
+  /** Start node `id`'s agent (its output appended to its agent.log). */
+  startAgent(id: number): void {
+    const node = this.node(id);
+    if (node.agent) throw new Error(`the agent of node ${id} is already running`);
+    const { cmd, args } = agentCommand([
+      "run",
+      "--config",
+      node.configFile,
+      "--log-format",
+      "text",
+    ]);
+    const quoted = [cmd, ...args].map((a) => `'${a.replaceAll("'", `'"'"'`)}'`).join(" ");
+    node.agent = new Deno.Command("/bin/sh", {
+      args: ["-c", `exec ${quoted} >>'${node.logFile}' 2>&1`],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+  }
+
+  /** Stop node `id`'s agent with `signal` and wait until it is gone (SIGKILL after 20 s). */
+  async stopAgent(id: number, signal: Deno.Signal = "SIGTERM"): Promise<void> {
+    const node = this.node(id);
+    const child = node.agent;
+    if (!child) return;
+    try {
+      child.kill(signal);
+    } catch { /* gone */ }
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, 20_000);
+    await child.status;
+    clearTimeout(timer);
+    node.agent = null;
+  }
+
+  /** SIGSTOP / SIGCONT node `id`'s agent. */
+  signalAgent(id: number, signal: "SIGSTOP" | "SIGCONT"): void {
+    this.node(id).agent?.kill(signal);
+  }
+
+  /** The PID of node `id`'s postmaster, from postmaster.pid, or null. */
+  async postmasterPid(id: number): Promise<number | null> {
+    const text = await Deno.readTextFile(join(this.node(id).dataDir, "postmaster.pid")).catch(
+      () => null,
+    );
+    const pid = Number(text?.split("\n")[0]);
+    if (!Number.isInteger(pid) || pid <= 0) return null;
+    try {
+      Deno.kill(pid, "SIGCONT");
+      return pid;
+    } catch {
+      return null;
+    }
+  }
+
+  /** kill -9 node `id`'s postmaster (its backends exit on their own). */
+  async killServer(id: number): Promise<void> {
+    const pid = await this.postmasterPid(id);
+    if (pid === null) return;
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch { /* gone */ }
+    await waitForPidGone(pid, 10_000);
+  }
+
+  /** One statement on a fresh session of node `id`'s server. */
+  async sql<T extends postgres.MaybeRow[] = postgres.Row[]>(
+    id: number,
+    text: string,
+    params: postgres.ParameterOrJSON<never>[] = [],
+  ): Promise<T> {
+    const client = this.client(id);
+    try {
+      return await client.unsafe(text, params) as unknown as T;
+    } finally {
+      await client.end({ timeout: 1 });
+    }
+  }
+
+  /** A client of node `id`'s server (the caller ends it). */
+  client(id: number, options: postgres.Options<Record<string, never>> = {}): postgres.Sql {
+    const node = this.node(id);
+    return postgres({
+      host: HOST,
+      port: node.pgPort,
+      user: "postgres",
+      database: "postgres",
+      max: 1,
+      connect_timeout: 2,
+      idle_timeout: 5,
+      onnotice: () => {},
+      ...options,
+    });
+  }
+
+  /** The libpq multi-host string for the writable server, as clients use it. */
+  get multiHostUrl(): string {
+    const hosts = this.nodes.map((n) => `${HOST}:${n.pgPort}`).join(",");
+    return `postgres://postgres@${hosts}/postgres?target_session_attrs=read-write`;
+  }
+
+  /** GET a path of node `id`'s agent (null when it does not answer). */
+  async agentGet(id: number, path: string): Promise<{ status: number; body: unknown } | null> {
+    try {
+      const res = await fetch(`http://${HOST}:${this.node(id).agentPort}${path}`, {
+        signal: AbortSignal.timeout(1_000),
+      });
+      const text = await res.text();
+      let body: unknown = text;
+      try {
+        body = JSON.parse(text);
+      } catch { /* not JSON */ }
+      return { status: res.status, body };
+    } catch {
+      return null;
+    }
+  }
+
+  /** Whether node `id`'s server runs and accepts writes (not in recovery). */
+  async writable(id: number): Promise<boolean> {
+    try {
+      const [row] = await this.sql<{ recovery: boolean }[]>(
+        id,
+        "select pg_is_in_recovery() as recovery",
+      );
+      return row?.recovery === false;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Wait until node `id`'s server is a standby streaming from node `from`'s. */
+  async waitStreaming(id: number, from: number, timeoutMs = 60_000): Promise<void> {
+    const port = this.node(from).pgPort;
+    await poll(async () => {
+      const [row] = await this.sql<{ n: number }[]>(
+        id,
+        `select count(*)::int as n from pg_stat_wal_receiver
+          where status = 'streaming' and sender_port = ${port}`,
+      );
+      return row!.n > 0;
+    }, {
+      timeoutMs,
+      intervalMs: 100,
+      ignoreErrors: true,
+      what: `node ${id}'s server to stream from node ${from}'s`,
+    });
+  }
+
+  /** The last lines of node `id`'s agent log. */
+  async agentLog(id: number, lines = 60): Promise<string> {
+    const text = await Deno.readTextFile(this.node(id).logFile).catch(() => "");
+    return text.split("\n").slice(-lines).join("\n");
+  }
+
+  /** Stop every agent (SIGTERM, then SIGKILL), then every server still running, by PID. */
+  async stop(): Promise<void> {
+    for (const node of this.nodes) {
+      if (node.agent) this.signalAgent(node.id, "SIGCONT");
+    }
+    await Promise.all(this.nodes.map((n) => this.stopAgent(n.id)));
+    for (const node of this.nodes) {
+      const pid = await this.postmasterPid(node.id);
+      if (pid === null) continue;
+      try {
+        Deno.kill(pid, "SIGQUIT");
+      } catch { /* gone */ }
+      if (!(await waitForPidGone(pid, 10_000))) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+        await waitForPidGone(pid, 5_000);
+      }
+    }
+  }
+
+  /** Remove the files (after stop), unless the test failed (then say where they are). */
+  async remove(failed: boolean): Promise<void> {
+    if (failed || Deno.env.get("PGRAFT_KEEP_TEST_FILES")) {
+      console.error(`HA cluster files kept in ${this.root}`);
+      return;
+    }
+    await Deno.remove(this.root, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Lay out and run a cluster for `fn`; stop everything whatever happened. */
+export async function withHaCluster<T>(
+  options: HaClusterOptions,
+  fn: (cluster: HaCluster) => Promise<T>,
+): Promise<T> {
+  const cluster = await HaCluster.create(options);
+  let failed = true;
+  try {
+    const result = await fn(cluster);
+    failed = false;
+    return result;
+  } catch (error) {
+    for (const node of cluster.nodes) {
+      console.error(`--- agent log of node ${node.id} ---\n${await cluster.agentLog(node.id)}`);
+    }
+    throw error;
+  } finally {
+    await cluster.stop();
+    await cluster.remove(failed);
+  }
+}
+
+/**
+ * A client writing rows one at a time to whichever server accepts writes, as
+ * an application with libpq's multi-host string and
+ * `target_session_attrs=read-write` does: it tries the hosts in order and
+ * keeps the first that is not in recovery. (postgres.js's own
+ * target_session_attrs takes a hot standby for read-write: it only looks at
+ * default_transaction_read_only.) It records every acknowledged id and the
+ * longest gap between two acknowledgements. A write that does not answer
+ * within {@link WRITE_TIMEOUT_MS} is abandoned with its connection: its
+ * outcome is unknown, so it is not counted (no statement_timeout: a commit
+ * cancelled while it waits for synchronous standbys is reported as a
+ * success with a warning — DESIGN.md "Known traps").
+ */
+export class Writer {
+  readonly acknowledged: number[] = [];
+  /** longest time without an acknowledged write, in ms */
+  longestGapMs = 0;
+  errors = 0;
+  #stopped = false;
+  #done: Promise<void> | null = null;
+  readonly #cluster: HaCluster;
+  readonly #table: string;
+
+  constructor(cluster: HaCluster, table = "writes") {
+    this.#cluster = cluster;
+    this.#table = table;
+  }
+
+  /** Start writing (the table must exist), bounded to `maxMs`. */
+  start(maxMs = 120_000): void {
+    this.#done = this.#run(maxMs);
+  }
+
+  async #run(maxMs: number): Promise<void> {
+    const until = performance.now() + maxMs;
+    let lastAck = performance.now();
+    let next = 1;
+    let sql: postgres.Sql | null = null;
+    while (!this.#stopped && performance.now() < until) {
+      sql ??= await this.#connect();
+      if (sql === null) {
+        await new Promise((r) => setTimeout(r, 20));
+        continue;
+      }
+      const id = next++;
+      const write = sql.unsafe(`insert into ${this.#table} (id) values (${id})`);
+      const outcome = await Promise.race([
+        write.then(() => "ok" as const, () => "error" as const),
+        new Promise<"timeout">((r) => setTimeout(() => r("timeout"), WRITE_TIMEOUT_MS)),
+      ]);
+      if (outcome === "ok") {
+        this.acknowledged.push(id);
+        const now = performance.now();
+        this.longestGapMs = Math.max(this.longestGapMs, now - lastAck);
+        lastAck = now;
+        continue;
+      }
+      this.errors++;
+      await sql.end({ timeout: 0 }).catch(() => {});
+      sql = null;
+    }
+    this.longestGapMs = Math.max(this.longestGapMs, performance.now() - lastAck);
+    await sql?.end({ timeout: 1 }).catch(() => {});
+  }
+
+  /** A session on the first server (in node order) that accepts writes, or null. */
+  async #connect(): Promise<postgres.Sql | null> {
+    for (const node of this.#cluster.nodes) {
+      const sql = this.#cluster.client(node.id, { connect_timeout: 1 });
+      try {
+        const [row] = await sql<{ recovery: boolean }[]>`select pg_is_in_recovery() as recovery`;
+        if (row?.recovery === false) return sql;
+      } catch { /* next host */ }
+      await sql.end({ timeout: 0 }).catch(() => {});
+    }
+    return null;
+  }
+
+  /** Stop writing; resolves once the last write has ended. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#done;
+  }
+}
+
+/** How long the writer waits for one write before it gives the connection up. */
+export const WRITE_TIMEOUT_MS = 3_000;
+
+/**
+ * Checks every `intervalMs` that at most one server accepts writes (not in
+ * recovery), and remembers the most seen at one probe.
+ */
+export class Prober {
+  mostWritable = 0;
+  probes = 0;
+  /** the probes that saw two or more writable servers: when and which */
+  readonly violations: { atMs: number; writable: number[] }[] = [];
+  #stopped = false;
+  #done: Promise<void> | null = null;
+  readonly #cluster: HaCluster;
+
+  constructor(cluster: HaCluster) {
+    this.#cluster = cluster;
+  }
+
+  start(intervalMs = 100, maxMs = 180_000): void {
+    this.#done = (async () => {
+      const until = performance.now() + maxMs;
+      while (!this.#stopped && performance.now() < until) {
+        const started = performance.now();
+        const writable = await Promise.all(
+          this.#cluster.nodes.map(async (n) => (await this.#cluster.writable(n.id)) ? n.id : 0),
+        );
+        const ids = writable.filter((id) => id !== 0);
+        this.probes++;
+        this.mostWritable = Math.max(this.mostWritable, ids.length);
+        if (ids.length > 1) this.violations.push({ atMs: started, writable: ids });
+        const left = intervalMs - (performance.now() - started);
+        if (left > 0) await new Promise((r) => setTimeout(r, left));
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#done;
+  }
+}
