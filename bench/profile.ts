@@ -11,7 +11,8 @@
 
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { agentCommand, waitForAgents } from "../lib/cli/dev_command.ts";
+import { agentCommand } from "../lib/cli/agent_process.ts";
+import { waitForAgents } from "../lib/cli/dev_command.ts";
 import { type TestCluster, withCluster } from "../tests/helpers/cluster.ts";
 import { summarizeCpuProfile } from "./cpuprofile.ts";
 import { KvClient, VALUE_100B } from "./kv_client.ts";

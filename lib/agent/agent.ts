@@ -263,6 +263,15 @@ export class Agent {
       pgAddress: { host: file.address, port: connection.port },
       log: this.log,
       event: (type, fields) => this.event(type, fields),
+      pendingEvents: {
+        take: (max) =>
+          this.#pendingEvents.splice(0, max).map((e) => ({ ...e, at: e.at.toISOString() })),
+        giveBack: (events) =>
+          this.#pendingEvents.unshift(...events.map((e) => ({ ...e, at: new Date(e.at) }))),
+      },
+      memberEvents: (events) => {
+        for (const e of events) this.#recordEventRow({ ...e, at: new Date(e.at) });
+      },
       writableChanged: (writable) => {
         if (writable) {
           this.#startLink();
@@ -626,12 +635,17 @@ export class Agent {
       nodeId: fields.nodeId ?? this.nodeId,
       detail: fields.detail ?? "",
     };
-    if (this.#link) this.#link.publisher.recordEvent(row);
-    else if (this.#pendingEvents.push(row) > EVENTS_BUFFERED_MAX) this.#pendingEvents.shift();
+    this.#recordEventRow(row);
     this.log.info(`event ${type}`, {
       detail: fields.detail ?? "",
       subject: fields.nodeId ?? this.nodeId,
     });
+  }
+
+  /** Write an event with the next publish, or keep it (bounded) while no link runs. */
+  #recordEventRow(row: EventRow): void {
+    if (this.#link) this.#link.publisher.recordEvent(row);
+    else if (this.#pendingEvents.push(row) > EVENTS_BUFFERED_MAX) this.#pendingEvents.shift();
   }
 
   /**

@@ -7,7 +7,9 @@
  *   (with `freeze`: stop streaming first) — HA action `collect_lsns`;
  * - `report`: the member's answer — HA action `report_lsn`;
  * - `status`: what each member tells the leader of its server every little
- *   while, for the status (`pg_role`, `pg_lsn`) and its PostgreSQL address.
+ *   while, for the status (`pg_role`, `pg_lsn`) and its PostgreSQL address,
+ *   with the events it recorded meanwhile: a standby cannot write them to its
+ *   read-only server, the primary's agent writes them for it.
  *
  * @module
  */
@@ -32,7 +34,26 @@ export interface ServerSummary {
 export type HaMessage =
   | { kind: "report_request"; leader: NodeId; term: number; freeze: boolean }
   | { kind: "report"; nodeId: NodeId; term: number; server: ServerObservation; frozen: boolean }
-  | { kind: "status"; nodeId: NodeId; term: number; server: ServerSummary };
+  | {
+    kind: "status";
+    nodeId: NodeId;
+    term: number;
+    server: ServerSummary;
+    events: ForwardedEvent[];
+  };
+
+/** An event a member recorded, forwarded to the leader (pgraft.events). */
+export interface ForwardedEvent {
+  /** ISO timestamp */
+  at: string;
+  type: string;
+  term: number | null;
+  nodeId: NodeId | null;
+  detail: string;
+}
+
+/** Events in one status message at most. */
+export const FORWARDED_EVENTS_MAX = 100;
 
 /** A message that is not an HA message: the RPC answers 400 with this text. */
 export class HaMessageError extends TypeError {
@@ -120,6 +141,24 @@ export function parseServerObservation(value: unknown): ServerObservation {
   }
 }
 
+function events(value: unknown): ForwardedEvent[] {
+  if (!Array.isArray(value) || value.length > FORWARDED_EVENTS_MAX) {
+    fail(`events must be an array of at most ${FORWARDED_EVENTS_MAX}`);
+  }
+  return value.map((item, i) => {
+    const e = record(item, `events[${i}]`);
+    const at = text(e.at, `events[${i}].at`, 40);
+    if (Number.isNaN(Date.parse(at))) fail(`events[${i}].at is not a timestamp`);
+    return {
+      at,
+      type: text(e.type, `events[${i}].type`, 64),
+      term: e.term === null ? null : count(e.term, `events[${i}].term`),
+      nodeId: e.nodeId === null ? null : nodeId(e.nodeId, `events[${i}].nodeId`),
+      detail: text(e.detail, `events[${i}].detail`, 4096),
+    };
+  });
+}
+
 const PG_ROLES: ReadonlySet<string> = new Set([
   "primary",
   "standby",
@@ -167,6 +206,7 @@ export function parseHaMessage(body: unknown): HaMessage {
           host: text(s.host, "server.host", 255),
           port: count(s.port, "server.port", 1),
         },
+        events: events(m.events),
       };
     }
     default:

@@ -53,7 +53,13 @@ import type { Observation, Supervisor } from "../postgres/supervisor.ts";
 import type { HealthServer } from "../api/mod.ts";
 import { lsnBytes, type MemberServer, serverObservation } from "./ha_observation.ts";
 import { isServerAction, ServerOperations } from "./ha_server.ts";
-import { type HaMessage, parseHaMessage, type ServerSummary } from "./ha_messages.ts";
+import {
+  FORWARDED_EVENTS_MAX,
+  type ForwardedEvent,
+  type HaMessage,
+  parseHaMessage,
+  type ServerSummary,
+} from "./ha_messages.ts";
 import type { Logger } from "./log.ts";
 import type { Peers } from "./peers.ts";
 import type { Replica } from "./replica.ts";
@@ -91,6 +97,16 @@ export interface HaRunnerOptions {
   event: (type: string, fields?: { nodeId?: NodeId; detail?: string }) => void;
   /** the server started or stopped being a running primary (the agent publishes to it) */
   writableChanged: (writable: boolean) => void;
+  /**
+   * events this node recorded that no link has written (its server is a
+   * standby): taken to forward them to the leader, given back if that fails
+   */
+  pendingEvents: {
+    take: (max: number) => ForwardedEvent[];
+    giveBack: (events: ForwardedEvent[]) => void;
+  };
+  /** a member's forwarded events, on the leader: written with this node's own */
+  memberEvents: (events: ForwardedEvent[]) => void;
 }
 
 /** A member's server as the leader last heard of it. */
@@ -150,6 +166,7 @@ export class HaRunner {
   #reportRequest: HaInputs["reportRequest"] = null;
   #frozenForTerm = 0;
   #reporting = false;
+  #sendingStatus = false;
 
   // ---- what was said
   #lastDecision = "";
@@ -325,8 +342,13 @@ export class HaRunner {
         this.kick();
         return;
       case "status":
-        if (this.#leaderTerm === 0) return;
+        if (this.#leaderTerm === 0) {
+          // Not the leader (any more): the member forwards its events again to the one it finds.
+          if (m.events.length > 0) throw new RangeError(`node ${this.#o.nodeId} does not lead`);
+          return;
+        }
         this.#memberStatus.set(m.nodeId, { nodeId: m.nodeId, atMs: now, ...m.server });
+        if (m.events.length > 0) this.#o.memberEvents(m.events);
         return;
     }
   }
@@ -675,13 +697,20 @@ export class HaRunner {
   #sendStatus(): void {
     const status = this.#o.replica.status();
     const leader = status.leaderId;
-    if (this.#stopped || leader === NONE || leader === this.#o.nodeId) return;
+    if (this.#stopped || leader === NONE || leader === this.#o.nodeId || this.#sendingStatus) {
+      return;
+    }
+    this.#sendingStatus = true;
+    const events = this.#writable ? [] : this.#o.pendingEvents.take(FORWARDED_EVENTS_MAX);
     this.#rpc(leader, {
       kind: "status",
       nodeId: this.#o.nodeId,
       term: status.term,
       server: this.summary(),
-    });
+      events,
+    }).then((taken) => {
+      if (!taken && events.length > 0) this.#o.pendingEvents.giveBack(events);
+    }).finally(() => (this.#sendingStatus = false));
   }
 
   /** Send an HA message; resolves with whether it was taken. */

@@ -23,6 +23,8 @@ import {
   serverUser,
   unreachableByServerUser,
 } from "../postgres/server.ts";
+import { agentCommand, spawnAgent, stopAgentProcess } from "./agent_process.ts";
+import { runDevHa } from "./dev_ha.ts";
 import { type Flags, type Output, STDIO } from "./output.ts";
 
 /** What `dev` remembers between runs (ports stay the same). */
@@ -37,6 +39,9 @@ export const DEV_PORTS = { pg: 5433, agent: 7001 } as const;
 
 /** The dev directory when `--dir` is not given. */
 export const DEV_DIR_DEFAULT = ".pgraft-dev";
+
+/** The `--ha` cluster's directory when `--dir` is not given (apart from the other layout). */
+export const DEV_HA_DIR_DEFAULT = ".pgraft-dev-ha";
 
 /** The dev directory as root when the default is out of the server user's reach (under /root, say). */
 export const DEV_DIR_REACHABLE = "/var/tmp/pgraft-dev";
@@ -81,62 +86,18 @@ export interface DevClusterOptions {
 /** Start a node's agent as a child process, its output appended to agent.log in its data dir. */
 export function startAgent(node: DevNode, extraArgs: string[] = []): void {
   if (node.agent) throw new Error(`the agent of node ${node.id} is already running`);
-  const logFile = join(node.server.dataDir, "agent.log");
-  const { cmd, args } = agentCommand([
-    "run",
-    "--config",
-    node.configFile,
-    "--log-format",
-    "text",
-    ...extraArgs,
-  ]);
-  // The shell appends the agent's output to its log file and then becomes the
-  // agent (exec), so the child's PID is the agent's and the log survives us.
-  const quoted = [cmd, ...args, ">>", logFile, "2>&1"].map((a) =>
-    a === ">>" || a === "2>&1" ? a : `'${a.replaceAll("'", `'"'"'`)}'`
-  ).join(" ");
-  const child = new Deno.Command("/bin/sh", {
-    args: ["-c", `exec ${quoted}`],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
+  node.agent = spawnAgent(node.configFile, join(node.server.dataDir, "agent.log"), {
     detached: node.detached ?? false,
-  }).spawn();
-  node.agent = child;
+    extraArgs,
+  });
 }
 
 /** Stop a node's agent with `signal` and wait for it (SIGKILL after 15 s). */
 export async function stopAgent(node: DevNode, signal: Deno.Signal = "SIGTERM"): Promise<void> {
   const child = node.agent;
   if (!child) return;
-  try {
-    child.kill(signal);
-  } catch { /* gone */ }
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* gone */ }
-  }, 15_000);
-  await child.status;
-  clearTimeout(timer);
+  await stopAgentProcess(child, signal);
   node.agent = null;
-}
-
-/**
- * V8 flags for agents: a small young generation keeps the agent's resident
- * memory near its live data (measured: ~150 MB -> ~95 MB after a write burst)
- * at no measurable throughput cost. compile.sh builds them into the executable.
- */
-export const AGENT_V8_FLAGS = "--max-semi-space-size=1";
-
-/** The command line that starts an agent: this executable, or deno running main.ts. */
-export function agentCommand(args: string[]): { cmd: string; args: string[] } {
-  const exec = Deno.execPath();
-  if (/(^|\/)deno$/.test(exec)) {
-    const main = new URL("../../main.ts", import.meta.url).pathname;
-    return { cmd: exec, args: ["run", "-A", `--v8-flags=${AGENT_V8_FLAGS}`, main, ...args] };
-  }
-  return { cmd: exec, args };
 }
 
 async function readLayout(file: string): Promise<DevLayout | null> {
@@ -420,25 +381,29 @@ async function settleLeader(
  * user can reach (the default moves to /var/tmp/pgraft-dev when it cannot; an
  * explicit `--dir` out of reach is an error naming the fix).
  */
-async function devDir(flag: string | undefined, say: (line: string) => void): Promise<string> {
-  const dir = resolve(flag ?? DEV_DIR_DEFAULT);
+async function devDir(
+  flag: string | undefined,
+  say: (line: string) => void,
+  defaults = { dir: DEV_DIR_DEFAULT, reachable: DEV_DIR_REACHABLE },
+): Promise<string> {
+  const dir = resolve(flag ?? defaults.dir);
   const blocked = await unreachableByServerUser(dir);
   if (!blocked) return dir;
   const user = (await serverUser())?.name;
   if (flag !== undefined) {
     throw new Error(
       `PostgreSQL runs as the OS user ${user}, which cannot reach --dir ${dir} (it may not ` +
-        `enter ${blocked}): choose a directory it can reach, e.g. --dir ${DEV_DIR_REACHABLE}, ` +
+        `enter ${blocked}): choose a directory it can reach, e.g. --dir ${defaults.reachable}, ` +
         `or let it in with chmod o+x ${blocked}`,
     );
   }
   say(
     `${dir} is out of reach of the OS user ${user} that PostgreSQL runs as (it may not enter ` +
-      `${blocked}); using ${DEV_DIR_REACHABLE} instead (choose another with --dir)`,
+      `${blocked}); using ${defaults.reachable} instead (choose another with --dir)`,
   );
-  const fallback = await unreachableByServerUser(DEV_DIR_REACHABLE);
-  if (fallback) throw new Error(`${user} cannot reach ${DEV_DIR_REACHABLE} either (${fallback})`);
-  return DEV_DIR_REACHABLE;
+  const fallback = await unreachableByServerUser(defaults.reachable);
+  if (fallback) throw new Error(`${user} cannot reach ${defaults.reachable} either (${fallback})`);
+  return defaults.reachable;
 }
 
 /** What to paste: one psql line per node, then the key-value API's curl lines. */
@@ -529,9 +494,45 @@ export async function devCommand(flags: Flags, io: Output): Promise<number> {
   const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
   for (const name of signals) Deno.addSignalListener(name, onSignal);
   try {
+    if (flags.ha) return await runHa(count, flags.dir as string | undefined, io, stop.signal);
     return await runDev(count, flags.dir as string | undefined, io, stop.signal);
   } finally {
     for (const name of signals) Deno.removeSignalListener(name, onSignal);
+  }
+}
+
+/** `--ha`: the agents run their servers (./dev_ha.ts). */
+async function runHa(
+  count: number,
+  dirFlag: string | undefined,
+  io: Output,
+  signal: AbortSignal,
+): Promise<number> {
+  const say = (line: string) => io.err(line + "\n");
+  try {
+    const dir = await devDir(dirFlag, say, {
+      dir: DEV_HA_DIR_DEFAULT,
+      reachable: `${DEV_DIR_REACHABLE}-ha`,
+    });
+    const terminal = io === STDIO && Deno.stderr.isTerminal();
+    const bins = await findPgBinaries({ download: { write: io.err, terminal, signal } });
+    say(`PostgreSQL ${bins.majorVersion} from ${bins.binDir}`);
+    return await runDevHa({
+      nodes: count,
+      dir,
+      say,
+      out: io.out,
+      psql: await hasPsql(),
+      signal,
+      ports: DEV_PORTS,
+    });
+  } catch (error) {
+    if (signal.aborted) {
+      say("pgraft dev: interrupted; everything started was stopped");
+      return 130;
+    }
+    io.err(`pgraft dev: ${(error as Error).message}\n`);
+    return 1;
   }
 }
 

@@ -29,7 +29,12 @@ const OPTIONS: Record<string, Options> = {
     "pg-url": { type: "string" },
     "log-format": { type: "string" },
   },
-  dev: { ...COMMON, nodes: { type: "string", short: "n" }, dir: { type: "string" } },
+  dev: {
+    ...COMMON,
+    nodes: { type: "string", short: "n" },
+    dir: { type: "string" },
+    ha: { type: "boolean" },
+  },
   config: { ...COMMON, config: { type: "string", short: "c" }, json: { type: "boolean" } },
   migrate: { ...COMMON, config: { type: "string", short: "c" }, "pg-url": { type: "string" } },
   status: {

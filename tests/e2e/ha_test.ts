@@ -10,35 +10,13 @@ import assert from "node:assert/strict";
 import { poll } from "../../lib/async.ts";
 import { type HaCluster, Prober, withHaCluster, Writer } from "../helpers/ha_cluster.ts";
 
-/** Bootstrap: init on node 1, add nodes 2 and 3, wait until both stream from node 1. */
-async function bootstrap(cluster: HaCluster): Promise<void> {
-  for (const node of cluster.nodes) cluster.startAgent(node.id);
-  await poll(() => cluster.writable(1), {
-    timeoutMs: 60_000,
-    intervalMs: 100,
-    what: "node 1's server to run as it is",
-  });
-  await poll(async () => {
-    const [row] = await cluster.sql<{ up: boolean }[]>(
-      1,
-      "select coalesce((select agent_running from pgraft_get_cluster_status()), false) as up",
-    );
-    return row?.up === true;
-  }, { timeoutMs: 60_000, intervalMs: 100, ignoreErrors: true, what: "node 1's agent to publish" });
-  await cluster.sql(1, "select pgraft_init()");
-  for (const node of cluster.nodes.slice(1)) {
-    await cluster.sql(1, `select pgraft_add_node(${node.id}, '127.0.0.1', ${node.agentPort})`);
-  }
-  for (const node of cluster.nodes.slice(1)) await cluster.waitStreaming(node.id, 1, 90_000);
-}
-
 Deno.test({
   name: "HA bootstrap: node 1 runs the primary, the added members are cloned and stream from it",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
     await withHaCluster({ nodes: 3 }, async (cluster) => {
-      await bootstrap(cluster);
+      await cluster.bootstrap();
       assert.equal(await cluster.writable(1), true);
       assert.equal(await cluster.writable(2), false);
       assert.equal(await cluster.writable(3), false);
@@ -71,6 +49,34 @@ Deno.test({
       });
       assert.equal(head.status, 200);
       assert.equal(await head.text(), "");
+      // Every monitoring function answers on a standby, for the node it runs on.
+      await poll(async () => {
+        const rows = await cluster.sql<{ node_id: number; pg_role: string }[]>(
+          2,
+          "select node_id, pg_role from pgraft_get_nodes() order by node_id",
+        );
+        return rows.map((r) => `${r.node_id}:${r.pg_role}`).join(",") ===
+          "1:primary,2:standby,3:standby";
+      }, { timeoutMs: 10_000, intervalMs: 100, what: "node 2 to show every member's pg_role" });
+      const [me] = await cluster.sql<{ node_id: number; leader: boolean; primary_id: number }[]>(
+        2,
+        `select s.node_id, pgraft_is_leader() as leader, s.primary_id
+           from pgraft_get_cluster_status() s`,
+      );
+      assert.deepEqual(me, { node_id: 2, leader: false, primary_id: 1 });
+      await assert.rejects(
+        cluster.sql(2, "select pgraft_set_config('failover_enabled', 'off')"),
+        (e: Error & { code?: string; hint?: string }) =>
+          e.code === "25006" && /node 1 at 127\.0\.0\.1:\d+/.test(e.hint ?? ""),
+      );
+      // The standbys' own events reach pgraft_get_events() through the primary's agent.
+      await poll(async () => {
+        const rows = await cluster.sql<{ node_id: number }[]>(
+          1,
+          "select node_id from pgraft_get_events() where event_type = 'postgres_cloned'",
+        );
+        return new Set(rows.map((r) => r.node_id)).size === 2;
+      }, { timeoutMs: 10_000, intervalMs: 100, what: "the standbys' postgres_cloned events" });
       const [sync] = await cluster.sql<{ names: string }[]>(
         1,
         "select current_setting('synchronous_standby_names') as names",
@@ -182,7 +188,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     await withHaCluster({ nodes: 3 }, async (cluster) => {
-      await bootstrap(cluster);
+      await cluster.bootstrap();
       await scenario(cluster, {
         name: "agent and postmaster kill -9",
         fault: async () => {
@@ -208,7 +214,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     await withHaCluster({ nodes: 3 }, async (cluster) => {
-      await bootstrap(cluster);
+      await cluster.bootstrap();
       await scenario(cluster, {
         name: "agent kill -9 (postmaster left running)",
         fault: async () => {
@@ -238,7 +244,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     await withHaCluster({ nodes: 3 }, async (cluster) => {
-      await bootstrap(cluster);
+      await cluster.bootstrap();
       await scenario(cluster, {
         name: "agent SIGSTOP",
         fault: () => {
@@ -264,7 +270,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     await withHaCluster({ nodes: 3 }, async (cluster) => {
-      await bootstrap(cluster);
+      await cluster.bootstrap();
       assert.equal(await cluster.writable(1), true);
       const pausedAt = performance.now();
       cluster.signalAgent(2, "SIGSTOP");
@@ -298,7 +304,7 @@ Deno.test({
   sanitizeResources: false,
   fn: async () => {
     await withHaCluster({ nodes: 3 }, async (cluster) => {
-      await bootstrap(cluster);
+      await cluster.bootstrap();
       const outcome = await scenario(cluster, {
         name: "switchover to node 2",
         fault: async () => {

@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { agentCommand } from "../../lib/cli/dev_command.ts";
+import { agentCommand } from "../../lib/cli/agent_process.ts";
 import { eventually, type TestCluster, withCluster } from "../helpers/cluster.ts";
 
 const FAST = "pgraft.heartbeat_interval = '50ms'\npgraft.election_timeout = '500ms'\n";

@@ -13,25 +13,20 @@
 import { join } from "node:path";
 import postgres from "postgres";
 import { poll } from "../../lib/async.ts";
-import { agentCommand } from "../../lib/cli/dev_command.ts";
-import { initDataDirectory } from "../../lib/postgres/data_directory.ts";
-import { chownToServerUser } from "../../lib/postgres/programs.ts";
+import {
+  HA_HOST,
+  haClient,
+  type HaNode,
+  layoutHaCluster,
+  startHaAgent,
+  startHaCluster,
+  stopHaAgent,
+} from "../../lib/cli/dev_ha.ts";
 import { waitForPidGone } from "../../lib/postgres/server.ts";
-import { ensurePgBinaries, freePort } from "./pg.ts";
+import { ensurePgBinaries } from "./pg.ts";
 
-export const HOST = "127.0.0.1";
-
-/** One node: its files, ports and agent. */
-export interface HaNode {
-  id: number;
-  dir: string;
-  dataDir: string;
-  configFile: string;
-  pgPort: number;
-  agentPort: number;
-  logFile: string;
-  agent: Deno.ChildProcess | null;
-}
+export const HOST = HA_HOST;
+export type { HaNode };
 
 /** Options of {@link HaCluster.create}. */
 export interface HaClusterOptions {
@@ -40,7 +35,7 @@ export interface HaClusterOptions {
   extraConfig?: string;
 }
 
-/** A cluster of HA nodes under one temporary directory. */
+/** A cluster of HA nodes under one temporary directory, laid out as `pgraft dev --ha` does. */
 export class HaCluster {
   readonly root: string;
   readonly nodes: HaNode[];
@@ -54,64 +49,12 @@ export class HaCluster {
   static async create(options: HaClusterOptions): Promise<HaCluster> {
     const bins = await ensurePgBinaries();
     const root = await Deno.makeTempDir({ prefix: "pgraft-ha-" });
-    await Deno.chmod(root, 0o755);
-    const nodes: HaNode[] = [];
-    for (let id = 1; id <= options.nodes; id++) {
-      const dir = join(root, `node${id}`);
-      const etc = join(dir, "etc");
-      const run = join(dir, "run");
-      for (const path of [dir, etc, run]) await Deno.mkdir(path, { recursive: true, mode: 0o755 });
-      await Deno.chmod(dir, 0o755);
-      await chownToServerUser(run);
-      const node: HaNode = {
-        id,
-        dir,
-        dataDir: join(dir, "data"),
-        configFile: join(etc, "postgresql.conf"),
-        pgPort: freePort(),
-        agentPort: freePort(),
-        logFile: join(dir, "agent.log"),
-        agent: null,
-      };
-      await Deno.writeTextFile(
-        node.configFile,
-        [
-          `data_directory = '${node.dataDir}'`,
-          `hba_file = '${join(etc, "pg_hba.conf")}'`,
-          `ident_file = '${join(etc, "pg_ident.conf")}'`,
-          `port = ${node.pgPort}`,
-          `listen_addresses = '${HOST}'`,
-          `unix_socket_directories = '${run}'`,
-          "max_connections = 40",
-          "shared_buffers = 16MB",
-          "logging_collector = off",
-          `pgraft.node_id = ${id}`,
-          `pgraft.address = '${HOST}'`,
-          `pgraft.port = ${node.agentPort}`,
-          "pgraft.manage_postgres = on",
-          `pgraft.data_dir = '${join(dir, "pgraft")}'`,
-          "pgraft.heartbeat_interval = '100ms'",
-          "pgraft.election_timeout = '1000ms'",
-          options.extraConfig ?? "",
-          "",
-        ].join("\n"),
-        { mode: 0o644 },
-      );
-      await Deno.writeTextFile(
-        join(etc, "pg_hba.conf"),
-        [
-          "local all all trust",
-          `host all all ${HOST}/32 trust`,
-          "local replication all trust",
-          `host replication all ${HOST}/32 trust`,
-          "",
-        ].join("\n"),
-        { mode: 0o644 },
-      );
-      await Deno.writeTextFile(join(etc, "pg_ident.conf"), "", { mode: 0o644 });
-      nodes.push(node);
-    }
-    await initDataDirectory(bins, nodes[0]!.dataDir);
+    const nodes = await layoutHaCluster({
+      dir: root,
+      nodes: options.nodes,
+      extraConfig: options.extraConfig,
+      bins,
+    });
     return new HaCluster(root, nodes);
   }
 
@@ -121,42 +64,22 @@ export class HaCluster {
     return node;
   }
 
+  /**
+   * Start every agent and bootstrap the cluster as `pgraft dev --ha` does:
+   * pgraft_init() on node 1, the others added, cloned and streaming from it.
+   */
+  bootstrap(): Promise<void> {
+    return startHaCluster(this.nodes, () => {});
+  }
+
   /** Start node `id`'s agent (its output appended to its agent.log). */
   startAgent(id: number): void {
-    const node = this.node(id);
-    if (node.agent) throw new Error(`the agent of node ${id} is already running`);
-    const { cmd, args } = agentCommand([
-      "run",
-      "--config",
-      node.configFile,
-      "--log-format",
-      "text",
-    ]);
-    const quoted = [cmd, ...args].map((a) => `'${a.replaceAll("'", `'"'"'`)}'`).join(" ");
-    node.agent = new Deno.Command("/bin/sh", {
-      args: ["-c", `exec ${quoted} >>'${node.logFile}' 2>&1`],
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    startHaAgent(this.node(id));
   }
 
   /** Stop node `id`'s agent with `signal` and wait until it is gone (SIGKILL after 20 s). */
-  async stopAgent(id: number, signal: Deno.Signal = "SIGTERM"): Promise<void> {
-    const node = this.node(id);
-    const child = node.agent;
-    if (!child) return;
-    try {
-      child.kill(signal);
-    } catch { /* gone */ }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* gone */ }
-    }, 20_000);
-    await child.status;
-    clearTimeout(timer);
-    node.agent = null;
+  stopAgent(id: number, signal: Deno.Signal = "SIGTERM"): Promise<void> {
+    return stopHaAgent(this.node(id), signal);
   }
 
   /** SIGSTOP / SIGCONT node `id`'s agent. */
@@ -205,18 +128,7 @@ export class HaCluster {
 
   /** A client of node `id`'s server (the caller ends it). */
   client(id: number, options: postgres.Options<Record<string, never>> = {}): postgres.Sql {
-    const node = this.node(id);
-    return postgres({
-      host: HOST,
-      port: node.pgPort,
-      user: "postgres",
-      database: "postgres",
-      max: 1,
-      connect_timeout: 2,
-      idle_timeout: 5,
-      onnotice: () => {},
-      ...options,
-    });
+    return haClient(this.node(id), options);
   }
 
   /** The libpq multi-host string for the writable server, as clients use it. */
