@@ -70,6 +70,9 @@ import { raftConfig, Replica, type ReplicaEvents } from "./replica.ts";
 import { effectiveConfigRows, effectiveSettings, timingFor } from "./settings.ts";
 import { httpStatus, membersView, statusSnapshot } from "./status.ts";
 
+/** Events about a node's own PostgreSQL server, which a standby forwards to the leader. */
+const SERVER_EVENTS = /^(postgres_|rewind_failed$)/;
+
 /** Longest a peer's request waits for this node's replies before answering without them. */
 const REPLY_WAIT_MS = 250;
 
@@ -264,8 +267,11 @@ export class Agent {
       log: this.log,
       event: (type, fields) => this.event(type, fields),
       pendingEvents: {
+        // Only what happened to this node's own server: the cluster's events
+        // (elections, members) the primary's agent records itself.
         take: (max) =>
-          this.#pendingEvents.splice(0, max).map((e) => ({ ...e, at: e.at.toISOString() })),
+          this.#pendingEvents.splice(0, max).filter((e) => SERVER_EVENTS.test(e.type))
+            .map((e) => ({ ...e, at: e.at.toISOString() })),
         giveBack: (events) =>
           this.#pendingEvents.unshift(...events.map((e) => ({ ...e, at: new Date(e.at) }))),
       },
