@@ -58,6 +58,7 @@ import type { PgConnectionOptions } from "../postgres/connection.ts";
 import { type CommandRow } from "../postgres/command_queue.ts";
 import { PostgresLink } from "../postgres/link.ts";
 import { EVENTS_BUFFERED_MAX } from "../postgres/publisher.ts";
+import { missingSupervisorPrograms } from "../postgres/programs.ts";
 import { pgBinariesIn } from "../postgres/server.ts";
 import type { EventRow, StatusSnapshot } from "../postgres/status_rows.ts";
 import { Supervisor } from "../postgres/supervisor.ts";
@@ -257,6 +258,8 @@ export class Agent {
     if (connection.port === undefined) {
       throw new Error("manage_postgres needs the server's port in the configuration file");
     }
+    const missing = await missingSupervisorPrograms(supervisor.bins);
+    if (missing) throw new Error(missing);
     return new HaRunner({
       nodeId: this.nodeId,
       supervisor,

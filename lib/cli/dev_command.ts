@@ -23,6 +23,7 @@ import {
   serverUser,
   unreachableByServerUser,
 } from "../postgres/server.ts";
+import { missingSupervisorPrograms } from "../postgres/programs.ts";
 import { agentCommand, spawnAgent, stopAgentProcess } from "./agent_process.ts";
 import { runDevHa } from "./dev_ha.ts";
 import { type Flags, type Output, STDIO } from "./output.ts";
@@ -517,6 +518,8 @@ async function runHa(
     const terminal = io === STDIO && Deno.stderr.isTerminal();
     const bins = await findPgBinaries({ download: { write: io.err, terminal, signal } });
     say(`PostgreSQL ${bins.majorVersion} from ${bins.binDir}`);
+    const missing = await missingSupervisorPrograms(bins);
+    if (missing) throw new Error(missing);
     return await runDevHa({
       nodes: count,
       dir,

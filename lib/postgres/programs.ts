@@ -195,6 +195,26 @@ export function supervisorPrograms(bins: PgBinaries): SupervisorPrograms {
 }
 
 /**
+ * What `manage_postgres` needs beside the server binaries and `bins` lacks
+ * (the embedded package ships only initdb, pg_ctl and postgres).
+ *
+ * @returns an error message naming the missing programs and the fix, or null
+ */
+export async function missingSupervisorPrograms(bins: PgBinaries): Promise<string | null> {
+  const missing: string[] = [];
+  for (const path of Object.values(supervisorPrograms(bins))) {
+    if (!(await Deno.stat(path).catch(() => null))?.isFile) {
+      missing.push(path.slice(path.lastIndexOf("/") + 1));
+    }
+  }
+  if (missing.length === 0) return null;
+  return `high availability (pgraft.manage_postgres) needs ${missing.join(", ")} beside the ` +
+    `server binaries in ${bins.binDir}, which has none: install a PostgreSQL server package ` +
+    `(apt-get install postgresql), or point pgraft.pg_bin_dir (PGRAFT_PG_BIN for pgraft dev) ` +
+    `at a directory that has them`;
+}
+
+/**
  * `path` when it is an executable file, else a clear error.
  *
  * @throws Error naming the program and the directory looked in

@@ -139,6 +139,11 @@ export class Supervisor {
     return new Supervisor(options, options.bins ?? await findPgBinaries());
   }
 
+  /** The server binaries in use. */
+  get bins(): PgBinaries {
+    return this.#bins;
+  }
+
   /** The running postmaster's PID, or null. */
   pid(): Promise<number | null> {
     return this.#postmaster.runningPid();
