@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { HealthServer } from "../api/mod.ts";
 import type { Lsn as HaLsn, ServerObservation, WalState } from "../ha/mod.ts";
 import { type NodeId, NONE } from "../raft/mod.ts";
 import { type Lsn, parseLsn } from "../postgres/replication.ts";
@@ -120,4 +121,52 @@ function stoppedWal(seen: Observation): WalState | null {
   if (seen.flushLsn === null || seen.timeline === null) return null;
   const at = lsnBytes(seen.flushLsn);
   return { timeline: seen.timeline, receivedLsn: at, replayedLsn: at, flushedLsn: at };
+}
+
+/** DESIGN.md `pg_role` of an observation. */
+export function pgRole(seen: Observation | null, local: ServerObservation | null): string {
+  if (seen === null || local === null) return "unknown";
+  switch (local.state) {
+    case "primary":
+    case "standby":
+    case "diverged":
+    case "starting":
+      return local.state === "starting" && seen.role === "unknown" ? "unknown" : local.state;
+    case "stopped":
+    case "empty":
+      return "stopped";
+    case "refused":
+      return "unknown";
+  }
+}
+
+/**
+ * The server as the load balancers' health checks see it (lib/api
+ * health.ts): `unknown` without a (fresh) observation; a standby's lag is how
+ * far its replay is behind its primary's end of WAL as the sender reported it.
+ */
+export function healthServer(seen: Observation | null): HealthServer {
+  if (seen === null) {
+    return {
+      role: "unknown",
+      streaming: false,
+      timeline: null,
+      lsn: null,
+      receiveLsn: null,
+      replayLsn: null,
+      lagBytes: null,
+    };
+  }
+  const lag = seen.senderLsn !== null && seen.replayLsn !== null
+    ? Math.max(0, lsnBytes(seen.senderLsn) - lsnBytes(seen.replayLsn))
+    : null;
+  return {
+    role: seen.role,
+    streaming: seen.streaming,
+    timeline: seen.timeline,
+    lsn: seen.lsn,
+    receiveLsn: seen.receiveLsn,
+    replayLsn: seen.replayLsn,
+    lagBytes: seen.role === "standby" ? lag : null,
+  };
 }

@@ -51,7 +51,7 @@ import { encodeCommand } from "../state/mod.ts";
 import type { PrimaryTarget } from "../postgres/replication.ts";
 import type { Observation, Supervisor } from "../postgres/supervisor.ts";
 import type { HealthServer } from "../api/mod.ts";
-import { lsnBytes, type MemberServer, serverObservation } from "./ha_observation.ts";
+import { healthServer, type MemberServer, pgRole, serverObservation } from "./ha_observation.ts";
 import { isServerAction, ServerOperations } from "./ha_server.ts";
 import {
   FORWARDED_EVENTS_MAX,
@@ -207,30 +207,8 @@ export class HaRunner {
    * health.ts): `unknown` when it has not been observed for a while.
    */
   health(): HealthServer {
-    const seen = this.#observation;
-    if (seen === null || performance.now() - this.#observedAtMs > HEALTH_STALE_MS) {
-      return {
-        role: "unknown",
-        streaming: false,
-        timeline: null,
-        lsn: null,
-        receiveLsn: null,
-        replayLsn: null,
-        lagBytes: null,
-      };
-    }
-    const lag = seen.senderLsn !== null && seen.replayLsn !== null
-      ? Math.max(0, lsnBytes(seen.senderLsn) - lsnBytes(seen.replayLsn))
-      : null;
-    return {
-      role: seen.role,
-      streaming: seen.streaming,
-      timeline: seen.timeline,
-      lsn: seen.lsn,
-      receiveLsn: seen.receiveLsn,
-      replayLsn: seen.replayLsn,
-      lagBytes: seen.role === "standby" ? lag : null,
-    };
+    const fresh = performance.now() - this.#observedAtMs <= HEALTH_STALE_MS;
+    return healthServer(fresh ? this.#observation : null);
   }
 
   /** This node's server for the status. */
@@ -782,22 +760,5 @@ export class HaRunner {
   #newLease(): LeaseTracker {
     const timing = timingFor(this.#o.settings());
     return new LeaseTracker({ withholdMs: voteWithholdMs(timing.electionTicks, timing.tickMs) });
-  }
-}
-
-/** DESIGN.md `pg_role`. */
-function pgRole(seen: Observation | null, local: ServerObservation | null): string {
-  if (seen === null || local === null) return "unknown";
-  switch (local.state) {
-    case "primary":
-    case "standby":
-    case "diverged":
-    case "starting":
-      return local.state === "starting" && seen.role === "unknown" ? "unknown" : local.state;
-    case "stopped":
-    case "empty":
-      return "stopped";
-    case "refused":
-      return "unknown";
   }
 }
