@@ -14,7 +14,7 @@
  */
 
 import { join, relative, resolve } from "node:path";
-import postgres from "postgres";
+import { openPostgres } from "../postgres/connection.ts";
 import { poll } from "../async.ts";
 import {
   findPgBinaries,
@@ -240,13 +240,12 @@ export async function startDevCluster(options: DevClusterOptions): Promise<DevNo
 }
 
 function connectTo(node: DevNode) {
-  return postgres({
+  return openPostgres({
     host: node.server.host,
     port: node.server.port,
     user: node.server.user,
     database: node.server.database,
     max: 1,
-    onnotice: () => {},
   });
 }
 

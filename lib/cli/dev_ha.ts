@@ -13,6 +13,7 @@
 
 import { join, resolve } from "node:path";
 import postgres from "postgres";
+import { openPostgres } from "../postgres/connection.ts";
 import { poll } from "../async.ts";
 import { initDataDirectory } from "../postgres/data_directory.ts";
 import { chownToServerUser } from "../postgres/programs.ts";
@@ -203,7 +204,7 @@ export function haClient(
   node: HaNode,
   options: postgres.Options<Record<string, never>> = {},
 ): postgres.Sql {
-  return postgres({
+  return openPostgres({
     host: HA_HOST,
     port: node.pgPort,
     user: "postgres",
@@ -211,7 +212,6 @@ export function haClient(
     max: 1,
     connect_timeout: 2,
     idle_timeout: 5,
-    onnotice: () => {},
     ...options,
   });
 }

@@ -5,7 +5,7 @@
  * @module
  */
 
-import postgres from "postgres";
+import { openPostgres } from "../postgres/connection.ts";
 import { migrate } from "../postgres/migrations.ts";
 import { configAndConnection, type Flags, type Output } from "./output.ts";
 
@@ -14,7 +14,7 @@ export async function migrateCommand(flags: Flags, io: Output): Promise<number> 
   const loaded = await configAndConnection(flags, io, "migrate");
   if (!loaded) return 1;
   const { connection } = loaded;
-  const sql = postgres({ ...connection, max: 1, onnotice: () => {}, connect_timeout: 10 });
+  const sql = openPostgres({ ...connection, max: 1, connect_timeout: 10 });
   try {
     const result = await migrate(sql);
     for (const m of result.applied) {

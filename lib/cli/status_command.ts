@@ -8,7 +8,7 @@
  * @module
  */
 
-import postgres from "postgres";
+import { openPostgres } from "../postgres/connection.ts";
 import { configAndConnection, type Flags, formatTable, type Output } from "./output.ts";
 
 /** One member as the table shows it. */
@@ -116,7 +116,7 @@ export async function statusCommand(flags: Flags, io: Output): Promise<number> {
   const loaded = await configAndConnection(flags, io, "status");
   if (!loaded) return 1;
   const { connection } = loaded;
-  const sql = postgres({ ...connection, max: 1, onnotice: () => {}, connect_timeout: 5 });
+  const sql = openPostgres({ ...connection, max: 1, connect_timeout: 5 });
   try {
     const [cluster] = await sql`select * from pgraft_get_cluster_status()`;
     const nodes = [...await sql`select * from pgraft_get_nodes()`];

@@ -6,6 +6,7 @@
  * @module
  */
 
+import postgres from "postgres";
 import type { LocalServerSettings } from "../config/mod.ts";
 
 /** Connection parameters for postgres.js. */
@@ -103,4 +104,20 @@ export function parsePgUrl(url: string): Partial<PgConnectionOptions> {
   const db = parsed.pathname.replace(/^\//, "");
   if (db) out.database = decodeURIComponent(db);
   return out;
+}
+
+/**
+ * A postgres.js client with the options every session of ours needs; every
+ * client in the agent, the CLI and the tests is made here.
+ *
+ * - `fetch_types: false`: otherwise postgres.js looks up array types right
+ *   after authentication in a promise nobody awaits, so a server that dies at
+ *   that moment (a failover, a fence) rejects it unhandled and ends the
+ *   whole process. We read no array columns.
+ * - `onnotice`: notices are not ours to print.
+ */
+export function openPostgres(
+  options: postgres.Options<Record<string, never>>,
+): postgres.Sql {
+  return postgres({ onnotice: () => {}, ...options, fetch_types: false });
 }

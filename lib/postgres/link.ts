@@ -10,10 +10,10 @@
  * @module
  */
 
-import postgres from "postgres";
 import { sleep } from "../async.ts";
 import { CommandQueue, type CommandRunner } from "./command_queue.ts";
 import type { PgConnectionOptions } from "./connection.ts";
+import { openPostgres } from "./connection.ts";
 import { ControlPool } from "./control_pool.ts";
 import { migrate } from "./migrations.ts";
 import { Publisher, type PublishSource } from "./publisher.ts";
@@ -48,10 +48,9 @@ export class PostgresLink {
   constructor(connection: PgConnectionOptions, source: LinkSource) {
     this.#source = source;
     this.pool = new ControlPool(() =>
-      postgres({
+      openPostgres({
         ...connection,
         max: 2,
-        onnotice: () => {},
         connect_timeout: 5,
         idle_timeout: 0,
         connection: { application_name: "pgraft agent" },

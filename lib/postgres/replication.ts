@@ -10,6 +10,7 @@
  */
 
 import postgres from "postgres";
+import { openPostgres } from "./connection.ts";
 import { deadline } from "../async.ts";
 
 /** A WAL position as PostgreSQL prints it, `"0/3000148"`. */
@@ -371,18 +372,16 @@ export function replicationClient(
   connection: ReplicationConnection,
   applicationName: string,
 ): postgres.Sql {
-  return postgres({
+  return openPostgres({
     host: connection.host,
     port: connection.port,
     user: connection.user,
     password: connection.password,
     database: "replication",
     max: 1,
-    fetch_types: false,
     prepare: false,
     connect_timeout: CONNECT_TIMEOUT_S,
     idle_timeout: 2,
-    onnotice: () => {},
     connection: { replication: "true", application_name: applicationName },
   });
 }

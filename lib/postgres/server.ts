@@ -12,9 +12,9 @@
  */
 
 import { dirname, join, resolve } from "node:path";
-import postgres from "postgres";
 import { poll } from "../async.ts";
 import type { PgConnectionOptions } from "./connection.ts";
+import { openPostgres } from "./connection.ts";
 import {
   EMBEDDED_PACKAGE,
   installedEmbeddedBinDir,
@@ -503,14 +503,13 @@ export class PgServer {
   }
 
   async #queryable(): Promise<boolean> {
-    const sql = postgres({
+    const sql = openPostgres({
       host: this.host,
       port: this.port,
       user: this.user,
       database: this.database,
       max: 1,
       connect_timeout: 2,
-      onnotice: () => {},
     });
     try {
       await sql`select 1`;

@@ -11,6 +11,7 @@
 import postgres from "postgres";
 import { deadline } from "../async.ts";
 import type { PgConnectionOptions } from "./connection.ts";
+import { openPostgres } from "./connection.ts";
 import { SETTING_NAME } from "./data_directory.ts";
 import {
   conninfoTarget,
@@ -46,13 +47,11 @@ export class ServerSession {
 
   /** The SQL pool (opened on first use). */
   pool(): postgres.Sql {
-    this.#sql ??= postgres({
+    this.#sql ??= openPostgres({
       ...this.#connection,
       max: 2,
       idle_timeout: 30,
       connect_timeout: 3,
-      fetch_types: false,
-      onnotice: () => {},
       connection: { application_name: SUPERVISOR_APPLICATION_NAME },
     });
     return this.#sql;

@@ -10,7 +10,7 @@
  * @module
  */
 
-import postgres from "postgres";
+import { openPostgres } from "./connection.ts";
 import { deadline } from "../async.ts";
 import {
   clearRewindFailed,
@@ -169,7 +169,7 @@ export async function rewindDataDirectory(params: RewindParams): Promise<RewindO
  */
 async function checkpointIfPromoted(params: RewindParams): Promise<void> {
   const { source } = params;
-  const sql = postgres({
+  const sql = openPostgres({
     host: source.host,
     port: source.port,
     user: source.user,
@@ -177,8 +177,6 @@ async function checkpointIfPromoted(params: RewindParams): Promise<void> {
     database: REWIND_DATABASE,
     max: 1,
     connect_timeout: CONNECT_TIMEOUT_S,
-    fetch_types: false,
-    onnotice: () => {},
     connection: { application_name: "pgraft-rewind" },
   });
   const where = `the rewind source ${source.host}:${source.port}`;

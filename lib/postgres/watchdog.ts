@@ -53,10 +53,15 @@ export class Watchdog {
   private constructor(pid: number, child: Deno.ChildProcess) {
     this.postmasterPid = pid;
     this.#child = child;
-    child.status.then(() => (this.#exited = true));
     this.#writer = child.stdin.getWriter();
     // A failed write means the watchdog is gone: nothing more to tell it.
     this.#writer.closed.catch(() => {});
+    // A watchdog that exits by itself (it fired, or the PID was no longer
+    // this directory's server) leaves our end of its pipe to be closed.
+    child.status.then(() => {
+      this.#exited = true;
+      this.#closeStdin();
+    });
   }
 
   /**
@@ -101,11 +106,14 @@ export class Watchdog {
   }
 
   async #close(): Promise<void> {
-    if (!this.#closed) {
-      this.#closed = true;
-      await this.#writer.close().catch(() => {});
-    }
+    await this.#closeStdin();
     await this.#child.status;
+  }
+
+  async #closeStdin(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#writer.close().catch(() => {});
   }
 }
 

@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import postgres from "postgres";
+import { openPostgres } from "../../lib/postgres/connection.ts";
 import { embeddedCacheDir } from "../../lib/postgres/embedded.ts";
 import { alive, DevProcess } from "../helpers/dev_process.ts";
 
@@ -98,13 +98,12 @@ Deno.test({
       // Some node leads, as every node's own embedded server says.
       const leaders: boolean[] = [];
       for (const node of nodes) {
-        const sql = postgres({
+        const sql = openPostgres({
           host: "127.0.0.1",
           port: node.pgPort,
           user: "postgres",
           database: "postgres",
           max: 1,
-          onnotice: () => {},
           connect_timeout: 5,
         });
         try {

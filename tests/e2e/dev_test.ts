@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import postgres from "postgres";
+import { openPostgres } from "../../lib/postgres/connection.ts";
 import { main } from "../../lib/cli/mod.ts";
 import type { StatusReport } from "../../lib/cli/status_command.ts";
 import { alive, childPids, DevProcess } from "../helpers/dev_process.ts";
@@ -122,13 +122,12 @@ Deno.test({
       await dev.waitFor(/Press Ctrl\+C/, 120_000);
       const first = dev.nodes();
       // Leadership moves away from node 1 before the restart.
-      const sql = postgres({
+      const sql = openPostgres({
         host: "127.0.0.1",
         port: first[0]!.pgPort,
         user: "postgres",
         database: "postgres",
         max: 1,
-        onnotice: () => {},
       });
       try {
         await sql`select pgraft_transfer_leadership(2)`;

@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import postgres from "postgres";
+import { openPostgres } from "../../lib/postgres/connection.ts";
 import { poll } from "../../lib/async.ts";
 import { waitForPidGone } from "../../lib/postgres/server.ts";
 import { type HaCluster, HOST, withHaCluster } from "../helpers/ha_cluster.ts";
@@ -76,7 +77,7 @@ Deno.test({
         stderr: "piped",
       }).spawn();
       const viaProxy = (port: number) =>
-        postgres({
+        openPostgres({
           host: HOST,
           port,
           user: "postgres",
@@ -84,7 +85,6 @@ Deno.test({
           max: 1,
           connect_timeout: 1,
           idle_timeout: 1,
-          onnotice: () => {},
         });
       /** One statement through HAProxy on a fresh session (a failover ends sessions). */
       const through = async <T extends postgres.MaybeRow[]>(port: number, text: string) => {

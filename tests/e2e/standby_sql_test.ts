@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import postgres from "postgres";
+import { openPostgres } from "../../lib/postgres/connection.ts";
 import { deadline, poll, sleep } from "../../lib/async.ts";
 import { initDataDirectory } from "../../lib/postgres/data_directory.ts";
 import { migrate } from "../../lib/postgres/migrations.ts";
@@ -92,7 +93,7 @@ function target(primary: Node, standby: Node): PrimaryTarget {
 
 /** A pool on the node; its notices (the functions' warnings) are collected. */
 function connect(node: Node, notices: string[] = []): postgres.Sql {
-  return postgres({
+  return openPostgres({
     host: HOST,
     port: node.port,
     user: "postgres",

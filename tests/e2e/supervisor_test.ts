@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import postgres from "postgres";
+import { openPostgres } from "../../lib/postgres/connection.ts";
 import { poll, sleep } from "../../lib/async.ts";
 import { initDataDirectory, removeStandbySignal } from "../../lib/postgres/data_directory.ts";
 import { chownToServerUser } from "../../lib/postgres/programs.ts";
@@ -92,7 +93,7 @@ function target(primary: Node, standby: Node): PrimaryTarget {
 }
 
 function connect(node: Node): postgres.Sql {
-  return postgres({
+  return openPostgres({
     host: HOST,
     port: node.port,
     user: "postgres",
@@ -100,7 +101,6 @@ function connect(node: Node): postgres.Sql {
     max: 2,
     connect_timeout: 2,
     idle_timeout: 5,
-    onnotice: () => {},
   });
 }
 

@@ -7,6 +7,7 @@
  */
 
 import postgres from "postgres";
+import { openPostgres } from "../../lib/postgres/connection.ts";
 import {
   type DevNode,
   startAgent,
@@ -58,10 +59,9 @@ export class TestCluster {
     let pool = this.#pools.get(id);
     if (!pool) {
       const server = this.node(id).server;
-      pool = postgres({
+      pool = openPostgres({
         ...server.connection,
         max: 2,
-        onnotice: () => {},
         connect_timeout: 5,
       });
       this.#pools.set(id, pool);

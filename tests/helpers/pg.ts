@@ -8,6 +8,7 @@
  */
 
 import postgres from "postgres";
+import { openPostgres } from "../../lib/postgres/connection.ts";
 import {
   findPgBinaries,
   type PgBinaries,
@@ -52,10 +53,9 @@ export function withPgServer<T>(
 
 /** A postgres.js pool on `server` that the caller must `end()`. */
 export function connect(server: PgServer, options: postgres.Options<Record<string, never>> = {}) {
-  return postgres({
+  return openPostgres({
     ...server.connection,
     max: 4,
-    onnotice: () => {},
     ...options,
   });
 }
