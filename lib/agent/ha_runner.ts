@@ -142,6 +142,8 @@ export class HaRunner {
   #local: ServerObservation | null = null;
   #localSinceMs = 0;
   #observeWake: (() => void) | null = null;
+  /** asked to observe again while an observation was under way */
+  #observeAgain = false;
   #observing: Promise<void> | null = null;
   readonly #server: ServerOperations;
   #writable = false;
@@ -349,6 +351,10 @@ export class HaRunner {
         this.#o.log.debug("observing PostgreSQL failed", { error: String(error) });
       }
       if (this.#stopped) return;
+      if (this.#observeAgain) {
+        this.#observeAgain = false;
+        continue;
+      }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, OBSERVE_INTERVAL_MS);
         this.#observeWake = () => {
@@ -360,9 +366,14 @@ export class HaRunner {
     }
   }
 
-  /** Observe again now (after an operation). */
+  /**
+   * Observe again now (after an operation): at once when the loop sleeps,
+   * right after the observation under way otherwise (that one may have
+   * started before the operation ended).
+   */
   #observeSoon(): void {
-    this.#observeWake?.();
+    if (this.#observeWake) this.#observeWake();
+    else this.#observeAgain = true;
   }
 
   #observed(seen: Observation, startedMs: number): void {

@@ -284,9 +284,11 @@ export class ServerOperations {
     if (mode === "immediate") await this.#disarm();
     const report = await this.#o.supervisor.fence({ mode });
     await this.#disarm();
-    const detail = `node ${this.#o.nodeId}'s server stopped (${report.stop.mode} shutdown in ${
-      Math.round(report.stop.ms)
-    } ms)`;
+    const checkpoint = report.checkpointMs === null
+      ? ""
+      : `checkpoint in ${Math.round(report.checkpointMs)} ms, then `;
+    const detail = `node ${this.#o.nodeId}'s server stopped (${checkpoint}${report.stop.mode} ` +
+      `shutdown in ${Math.round(report.stop.ms)} ms)`;
     this.#o.event(mode === "immediate" ? "postgres_fenced" : "postgres_demoted", { detail });
     return detail;
   }

@@ -234,6 +234,23 @@ export interface WalPosition {
   lastRecordStart: boolean;
 }
 
+/**
+ * Where a running standby's WAL ends for {@link checkDivergence}: the end of
+ * the last record it replayed, not of what it received. The received WAL
+ * may end in part of a record (its primary died in the middle of sending
+ * it); a promoted standby's new timeline starts at the end of its last whole
+ * record, over that part, and PostgreSQL itself compares the replay position
+ * with the switch point when it moves to a new timeline. Whole records
+ * received and not yet replayed count once replayed (the next observation).
+ */
+export function standbyWalPosition(
+  state: { timeline: number | null; lsn: Lsn | null; replayLsn: Lsn | null },
+): WalPosition | null {
+  const lsn = state.replayLsn ?? state.lsn;
+  if (lsn === null || !state.timeline) return null;
+  return { timeline: state.timeline, lsn, lastRecordStart: false };
+}
+
 /** The primary's side of {@link checkDivergence}. */
 export interface PrimaryHistory {
   timeline: number;

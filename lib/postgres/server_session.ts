@@ -143,11 +143,18 @@ export class ServerSession {
     await replication?.end({ timeout: 1 }).catch(() => {});
   }
 
-  /** End both sessions. */
-  async end(): Promise<void> {
+  /**
+   * End both sessions, waiting up to `timeoutS` for the statements under way
+   * (0: cut them, as before a shutdown that ends them anyway).
+   */
+  async end(timeoutS = 1): Promise<void> {
     const sql = this.#sql;
     this.#sql = null;
-    await Promise.all([sql?.end({ timeout: 1 }).catch(() => {}), this.endReplication()]);
+    const replication = this.#replication;
+    this.#replication = null;
+    await Promise.all(
+      [sql, replication].map((s) => s?.end({ timeout: timeoutS }).catch(() => {})),
+    );
   }
 
   /** A primary's WAL position and timeline (from the name of its current WAL file). */

@@ -45,6 +45,7 @@ import {
   maxLsn,
   primaryConninfo,
   type PrimaryTarget,
+  standbyWalPosition,
 } from "./replication.ts";
 import { findPgBinaries, type PgBinaries } from "./server.ts";
 import { ServerSession } from "./server_session.ts";
@@ -224,8 +225,8 @@ export class Supervisor {
     }
     const standby = await this.#session.standbyState("observe");
     const result: Observation = { ...observed, ...standby, role: "standby" };
-    if (options.primary && !standby.streaming && standby.lsn !== null && standby.timeline) {
-      const position = { timeline: standby.timeline, lsn: standby.lsn, lastRecordStart: false };
+    const position = standbyWalPosition(standby);
+    if (options.primary && !standby.streaming && position !== null) {
       const divergence = await divergenceFrom(
         position,
         options.primary,
@@ -553,14 +554,31 @@ export class Supervisor {
    * overruns `fenceFastMs` (a standby that does not answer holds a fast
    * shutdown up), or at once immediate with `mode: "immediate"` (a lost
    * lease); then, when asked, start again as a standby with no primary.
+   *
+   * A fast shutdown is preceded by a CHECKPOINT while the server still takes
+   * writes (bounded by `fenceFastMs`; a failure does not stop the shutdown):
+   * the shutdown checkpoint then has little left to write, and writes stop
+   * for less time.
    */
   async fence(
     options: { mode?: "fast" | "immediate"; restartAsStandby?: boolean } = {},
   ): Promise<FenceReport> {
     const fastMs = options.mode === "immediate" ? 0 : this.#timeouts.fenceFastMs;
+    const checkpointMs = fastMs > 0 ? await this.#checkpoint(fastMs) : null;
     const stop = await this.#shutdown("fence", fastMs);
     const restart = options.restartAsStandby ? await this.startStandby(null) : null;
-    return { stop, restart };
+    return { checkpointMs, stop, restart };
+  }
+
+  /** CHECKPOINT within `timeoutMs`: how long it took, or null when it failed. */
+  async #checkpoint(timeoutMs: number): Promise<number | null> {
+    const started = performance.now();
+    try {
+      await this.#session.query("fence", "CHECKPOINT", (sql) => sql`checkpoint`, timeoutMs);
+      return performance.now() - started;
+    } catch {
+      return null;
+    }
   }
 
   /**
@@ -741,7 +759,9 @@ export class Supervisor {
       { mode: "immediate", signal: "SIGQUIT", waitMs: this.#timeouts.immediateMs },
     ] as const;
     const skipFast = fastMs <= 0;
-    const pools = this.#session.end();
+    // The shutdown ends every session: statements under way (an observation)
+    // must not hold the stop up.
+    const pools = this.#session.end(0);
     try {
       for (const step of steps) {
         if (skipFast && step.mode === "fast") continue;

@@ -224,6 +224,11 @@ export interface PromoteReport {
 
 /** What {@link Supervisor.fence} did. */
 export interface FenceReport {
+  /**
+   * the CHECKPOINT before a fast shutdown, in ms (null: immediate, or the
+   * checkpoint failed and the shutdown went ahead)
+   */
+  checkpointMs: number | null;
   stop: StopReport;
   /** the restart as a standby with no primary, when asked for */
   restart: StartReport | null;

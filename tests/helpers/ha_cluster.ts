@@ -334,7 +334,10 @@ export const WRITE_TIMEOUT_MS = 3_000;
 
 /**
  * Checks every `intervalMs` that at most one server accepts writes (not in
- * recovery), and remembers the most seen at one probe.
+ * recovery), and remembers the most seen at one probe. It keeps one session
+ * per server (a new one after a failure): a promotion shows on a session
+ * already open, and opening three sessions every probe would load the very
+ * machine whose failover times are measured.
  */
 export class Prober {
   mostWritable = 0;
@@ -344,6 +347,7 @@ export class Prober {
   #stopped = false;
   #done: Promise<void> | null = null;
   readonly #cluster: HaCluster;
+  readonly #sessions = new Map<number, postgres.Sql>();
 
   constructor(cluster: HaCluster) {
     this.#cluster = cluster;
@@ -355,7 +359,7 @@ export class Prober {
       while (!this.#stopped && performance.now() < until) {
         const started = performance.now();
         const writable = await Promise.all(
-          this.#cluster.nodes.map(async (n) => (await this.#cluster.writable(n.id)) ? n.id : 0),
+          this.#cluster.nodes.map(async (n) => (await this.#writable(n.id)) ? n.id : 0),
         );
         const ids = writable.filter((id) => id !== 0);
         this.probes++;
@@ -367,8 +371,27 @@ export class Prober {
     })();
   }
 
+  /** Whether node `id`'s server accepts writes, on the kept session (false when it fails). */
+  async #writable(id: number): Promise<boolean> {
+    let sql = this.#sessions.get(id);
+    if (sql === undefined) {
+      sql = this.#cluster.client(id, { connect_timeout: 1, idle_timeout: 0 });
+      this.#sessions.set(id, sql);
+    }
+    try {
+      const [row] = await sql<{ recovery: boolean }[]>`select pg_is_in_recovery() as recovery`;
+      return row?.recovery === false;
+    } catch {
+      this.#sessions.delete(id);
+      await sql.end({ timeout: 0 }).catch(() => {});
+      return false;
+    }
+  }
+
   async stop(): Promise<void> {
     this.#stopped = true;
     await this.#done;
+    await Promise.all([...this.#sessions.values()].map((s) => s.end({ timeout: 0 })));
+    this.#sessions.clear();
   }
 }

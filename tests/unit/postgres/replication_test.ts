@@ -13,6 +13,7 @@ import {
   parseTimelineHistory,
   primaryConninfo,
   sourceConninfo,
+  standbyWalPosition,
   withHbaBlock,
 } from "../../../lib/postgres/replication.ts";
 
@@ -85,6 +86,27 @@ Deno.test("divergence: behind on an ancestor timeline follows, past its switchpo
   const unknown = at(4, "0/1000000");
   assert.equal(unknown.diverged, true);
   assert.match((unknown as { reason: string }).reason, /timeline 4 is not in the history/);
+});
+
+Deno.test("a standby holding part of a record past the switch point follows the new timeline", () => {
+  // Seen in the HAProxy end-to-end test: the primary was killed while it
+  // sent a record; both standbys had received up to 0/5030000, the last whole
+  // record ended at 0/502FFE8, and the promoted one's timeline 2 started there.
+  // pg_rewind of the other then failed: there was nothing to rewind.
+  const primary = {
+    timeline: 2,
+    lsn: "0/5040000",
+    history: [{ timeline: 1, switchpoint: "0/502FFE8" }],
+  };
+  const frozen = { timeline: 1, lsn: "0/5030000", replayLsn: "0/502FFE8" };
+  assert.equal(checkDivergence(standbyWalPosition(frozen)!, primary).diverged, false);
+  const replayedPast = { ...frozen, replayLsn: "0/5030000" };
+  assert.equal(checkDivergence(standbyWalPosition(replayedPast)!, primary).diverged, true);
+  assert.equal(
+    standbyWalPosition({ timeline: 1, lsn: "0/5030000", replayLsn: null })?.lsn,
+    "0/5030000",
+  );
+  assert.equal(standbyWalPosition({ timeline: null, lsn: "0/5030000", replayLsn: null }), null);
 });
 
 Deno.test("pgraft's pg_hba.conf block goes first, once, and replaces an earlier one", () => {
