@@ -2,10 +2,11 @@
  * `deno task bench`: the benchmark suite. Prints ONE JSON object on stdout
  * (progress goes to stderr) with the floor of this machine (PostgreSQL commit,
  * loopback HTTP), the storage (the Raft log on disk: bench/wal.ts), core,
- * transport and cluster figures, and DESIGN.md's targets beside them, each
- * with `met`.
+ * transport and cluster figures, high availability (bench/ha.ts: switchovers
+ * and failovers of PostgreSQL under load), and DESIGN.md's targets beside
+ * them, each with `met`.
  *
- * Flags: `--only floor,storage,transport,cluster` runs a subset; `--quick`
+ * Flags: `--only floor,storage,transport,cluster,ha` runs a subset; `--quick`
  * shortens every part (a smoke run); `--peer etcd` runs a 3-member etcd beside
  * the cluster part (same timeouts, same load generator) and adds the sections
  * `etcd` (its figures) and `vs_etcd` (each figure of both, with the ratio
@@ -20,10 +21,11 @@ import { connect, withPgServer } from "../tests/helpers/pg.ts";
 import { clusterBench, ELECTION_MS, HEARTBEAT_MS, type Peer, versusEtcd } from "./cluster.ts";
 import { coreBench } from "./core.ts";
 import { httpRoundTrip, pgCommitLatency } from "./floor.ts";
+import { HA_ELECTION_MS, haBench } from "./ha.ts";
 import { pick, progress, round } from "./stats.ts";
 import { walBench } from "./wal.ts";
 
-const PARTS = ["floor", "core", "storage", "transport", "cluster"] as const;
+const PARTS = ["floor", "core", "storage", "transport", "cluster", "ha"] as const;
 type Part = (typeof PARTS)[number];
 const PEERS: readonly Peer[] = ["etcd"];
 
@@ -155,6 +157,7 @@ function targets(
   storage: Record<string, unknown> | undefined,
   cluster: Record<string, unknown> | undefined,
   etcd: Record<string, unknown> | undefined,
+  ha: Record<string, unknown> | undefined,
 ): Record<string, Target> {
   const c = cluster ?? {};
   const e = etcd ?? {};
@@ -239,6 +242,34 @@ function targets(
       "ms",
     );
   }
+  out["ha_switchover"] = atMost(
+    "ha.switchover.gap_max_ms (write unavailability, every round)",
+    pick(ha, "switchover", "gap_max_ms"),
+    1_500,
+    "ms",
+  );
+  out["ha_failover"] = atMost(
+    "ha.failover_machine_dies.writes_again_max_ms (every round)",
+    pick(ha, "failover_machine_dies", "writes_again_max_ms"),
+    HA_ELECTION_MS + 2_000,
+    "ms (election_timeout + 2 s)",
+  );
+  const lost = ["switchover", "failover_machine_dies"].map((k) => pick(ha, k, "lost_acknowledged"));
+  out["ha_nothing_lost"] = atMost(
+    "ha.*.lost_acknowledged (synchronous_replication on)",
+    lost.some((n) => n === null) ? null : lost.reduce((a, b) => a! + b!, 0),
+    0,
+    "acknowledged commits",
+  );
+  const writable = ["switchover", "failover_machine_dies"].map((k) =>
+    pick(ha, k, "most_writable_at_one_probe")
+  );
+  out["ha_one_writable"] = atMost(
+    "ha.*.most_writable_at_one_probe",
+    writable.some((n) => n === null) ? null : Math.max(...writable.map((n) => n!)),
+    1,
+    "writable server at any probe",
+  );
   // Issue 3: the core alone, 3 nodes in memory.
   out["core_entries_per_s"] = atLeast(
     "core.entriesPerSecond",
@@ -321,11 +352,14 @@ export async function runBench(args: string[]): Promise<Record<string, unknown>>
     report[peer] = { skipped: why };
   }
 
+  if (only.has("ha")) report["ha"] = await part("ha", () => haBench({ quick }));
+
   report["targets"] = targets(
     report["core"] as Record<string, unknown> | undefined,
     report["storage"] as Record<string, unknown> | undefined,
     report["cluster"] as Record<string, unknown> | undefined,
     report["etcd"] as Record<string, unknown> | undefined,
+    report["ha"] as Record<string, unknown> | undefined,
   );
   report["seconds"] = round((performance.now() - startedAt) / 1000, 1);
   (report["machine"] as Record<string, unknown>)["loadavg_at_end"] = await loadavg();

@@ -8,7 +8,13 @@
 
 import assert from "node:assert/strict";
 import { poll } from "../../lib/async.ts";
-import { type HaCluster, Prober, withHaCluster, Writer } from "../helpers/ha_cluster.ts";
+import {
+  type FaultOutcome,
+  faultRound,
+  type HaCluster,
+  waitPrimary,
+  withHaCluster,
+} from "../helpers/ha_cluster.ts";
 
 Deno.test({
   name: "HA bootstrap: node 1 runs the primary, the added members are cloned and stream from it",
@@ -86,35 +92,11 @@ Deno.test({
   },
 });
 
-/** The ids present on node `id`'s server. */
-async function idsOn(cluster: HaCluster, id: number): Promise<Set<number>> {
-  const rows = await cluster.sql<{ id: number }[]>(id, "select id from writes");
-  return new Set(rows.map((r) => r.id));
-}
-
-/** The node whose server accepts writes, waiting up to `timeoutMs`. */
-async function waitPrimary(cluster: HaCluster, among: number[], timeoutMs: number) {
-  return await poll(async () => {
-    for (const id of among) if (await cluster.writable(id)) return id;
-    return null;
-  }, { timeoutMs, intervalMs: 20, what: `a writable server among nodes ${among.join(", ")}` });
-}
-
-/** What a fault scenario measured. */
-interface Outcome {
-  newPrimary: number;
-  /** from the fault until writes were acknowledged again */
-  writesAgainMs: number;
-  longestGapMs: number;
-  acknowledged: number;
-  probes: number;
-}
-
 /**
- * Run a writer and a prober, inject `fault` once 200 writes are acknowledged,
- * wait for a writable server among `survivors` and 100 more writes, then
- * `heal`; check that no acknowledged write is missing on the new primary and
- * that no probe saw two writable servers.
+ * One fault under a writer and a prober (helpers' faultRound, node 1 the
+ * primary before it): no acknowledged commit may be missing on the new
+ * primary, no probe may see two writable servers, and the write gap stays
+ * within `gapMaxMs`.
  */
 async function scenario(
   cluster: HaCluster,
@@ -126,56 +108,17 @@ async function scenario(
     /** bound on the write gap, ms */
     gapMaxMs: number;
   },
-): Promise<Outcome> {
-  await cluster.sql(1, "create table if not exists writes (id int primary key)");
-  const writer = new Writer(cluster);
-  const prober = new Prober(cluster);
-  prober.start();
-  writer.start();
-  try {
-    await poll(() => writer.acknowledged.length >= 200, {
-      timeoutMs: 20_000,
-      intervalMs: 20,
-      what: "200 acknowledged writes",
-    });
-    const faultAt = performance.now();
-    await options.fault();
-    const primary = await waitPrimary(cluster, options.survivors, 15_000);
-    const before = writer.acknowledged.length;
-    await poll(() => writer.acknowledged.length >= before + 100, {
-      timeoutMs: 20_000,
-      intervalMs: 20,
-      what: "100 more acknowledged writes after the fault",
-    });
-    const writesAgainMs = performance.now() - faultAt;
-    await writer.stop();
-    const present = await idsOn(cluster, primary);
-    const lost = writer.acknowledged.filter((id) => !present.has(id));
-    assert.deepEqual(lost, [], "acknowledged commits missing on the new primary");
-    await options.heal?.(primary);
-    await prober.stop();
-    assert.equal(
-      prober.mostWritable,
-      1,
-      `two writable servers: ${JSON.stringify(prober.violations)}`,
-    );
-    const outcome = {
-      newPrimary: primary,
-      writesAgainMs: Math.round(writesAgainMs),
-      longestGapMs: Math.round(writer.longestGapMs),
-      acknowledged: writer.acknowledged.length,
-      probes: prober.probes,
-    };
-    console.log(JSON.stringify({ scenario: options.name, ...outcome }));
-    assert.ok(
-      writer.longestGapMs <= options.gapMaxMs,
-      `longest write gap ${Math.round(writer.longestGapMs)} ms > ${options.gapMaxMs} ms`,
-    );
-    return outcome;
-  } finally {
-    await writer.stop();
-    await prober.stop();
-  }
+): Promise<FaultOutcome> {
+  const outcome = await faultRound(cluster, { ...options, table: "writes", primary: 1 });
+  const { lost, violations, ...figures } = outcome;
+  console.log(JSON.stringify({ scenario: options.name, ...figures }));
+  assert.deepEqual(lost, [], "acknowledged commits missing on the new primary");
+  assert.equal(outcome.mostWritable, 1, `two writable servers: ${JSON.stringify(violations)}`);
+  assert.ok(
+    outcome.longestGapMs <= options.gapMaxMs,
+    `longest write gap ${outcome.longestGapMs} ms > ${options.gapMaxMs} ms`,
+  );
+  return outcome;
 }
 
 /** election_timeout + 2 s: DESIGN.md "Targets" for a failover through the multi-host string. */

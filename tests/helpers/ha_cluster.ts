@@ -261,13 +261,15 @@ export class Writer {
   readonly acknowledged: number[] = [];
   /** longest time without an acknowledged write, in ms */
   longestGapMs = 0;
+  /** when that gap ended: the first acknowledgement after it (performance.now()) */
+  longestGapEndedAtMs = 0;
   errors = 0;
   #stopped = false;
   #done: Promise<void> | null = null;
   readonly #cluster: HaCluster;
   readonly #table: string;
 
-  constructor(cluster: HaCluster, table = "writes") {
+  constructor(cluster: HaCluster, table: string) {
     this.#cluster = cluster;
     this.#table = table;
   }
@@ -295,9 +297,12 @@ export class Writer {
         new Promise<"timeout">((r) => setTimeout(() => r("timeout"), WRITE_TIMEOUT_MS)),
       ]);
       if (outcome === "ok") {
-        this.acknowledged.push(id);
         const now = performance.now();
-        this.longestGapMs = Math.max(this.longestGapMs, now - lastAck);
+        this.acknowledged.push(id);
+        if (now - lastAck > this.longestGapMs) {
+          this.longestGapMs = now - lastAck;
+          this.longestGapEndedAtMs = now;
+        }
         lastAck = now;
         continue;
       }
@@ -393,5 +398,94 @@ export class Prober {
     await this.#done;
     await Promise.all([...this.#sessions.values()].map((s) => s.end({ timeout: 0 })));
     this.#sessions.clear();
+  }
+}
+
+/** The node whose server accepts writes among `among`, waiting up to `timeoutMs`. */
+export async function waitPrimary(
+  cluster: HaCluster,
+  among: number[],
+  timeoutMs: number,
+): Promise<number> {
+  return await poll(async () => {
+    for (const id of among) if (await cluster.writable(id)) return id;
+    return null;
+  }, { timeoutMs, intervalMs: 20, what: `a writable server among nodes ${among.join(", ")}` });
+}
+
+/** What one {@link faultRound} measured. */
+export interface FaultOutcome {
+  newPrimary: number;
+  /** from the fault until writes were acknowledged again (the end of the longest gap) */
+  writesAgainMs: number;
+  /** the longest time without an acknowledged write: the write unavailability */
+  longestGapMs: number;
+  acknowledged: number;
+  /** acknowledged ids missing on the new primary (must be none) */
+  lost: number[];
+  /** the most servers a probe found writable at once (must be 1) */
+  mostWritable: number;
+  violations: Prober["violations"];
+  probes: number;
+}
+
+/**
+ * One fault under load: a writer (through the multi-host rule) and a prober
+ * run; `fault` is injected once 200 writes are acknowledged; then a writable
+ * server among `survivors` and 100 more acknowledged writes are waited for,
+ * the acknowledged ids are looked up on the new primary, and `heal` runs
+ * while the prober still watches. Each round writes its own `table`,
+ * created on `primary`.
+ */
+export async function faultRound(
+  cluster: HaCluster,
+  options: {
+    table: string;
+    primary: number;
+    fault: () => Promise<void>;
+    survivors: number[];
+    heal?: (newPrimary: number) => Promise<void>;
+  },
+): Promise<FaultOutcome> {
+  const { table } = options;
+  await cluster.sql(options.primary, `create table ${table} (id int primary key)`);
+  const writer = new Writer(cluster, table);
+  const prober = new Prober(cluster);
+  prober.start();
+  writer.start();
+  try {
+    await poll(() => writer.acknowledged.length >= 200, {
+      timeoutMs: 20_000,
+      intervalMs: 20,
+      what: "200 acknowledged writes",
+    });
+    const faultAtMs = performance.now();
+    await options.fault();
+    const newPrimary = await waitPrimary(cluster, options.survivors, 15_000);
+    const before = writer.acknowledged.length;
+    await poll(() => writer.acknowledged.length >= before + 100, {
+      timeoutMs: 20_000,
+      intervalMs: 20,
+      what: "100 more acknowledged writes after the fault",
+    });
+    await writer.stop();
+    const rows = await cluster.sql<{ id: number }[]>(newPrimary, `select id from ${table}`);
+    const present = new Set(rows.map((r) => r.id));
+    const lost = writer.acknowledged.filter((id) => !present.has(id));
+    await options.heal?.(newPrimary);
+    await prober.stop();
+    return {
+      newPrimary,
+      writesAgainMs: Math.round(Math.max(0, writer.longestGapEndedAtMs - faultAtMs)),
+      longestGapMs: Math.round(writer.longestGapMs),
+      acknowledged: writer.acknowledged.length,
+      lost,
+      mostWritable: prober.mostWritable,
+      violations: prober.violations,
+      probes: prober.probes,
+    };
+  } finally {
+    await writer.stop();
+    await prober.stop();
   }
 }
