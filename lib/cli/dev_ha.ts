@@ -238,6 +238,8 @@ export async function startHaCluster(
   nodes: HaNode[],
   say: (line: string) => void,
   signal?: AbortSignal,
+  /** the host the agents reach each other at (the tests' partition proxies) */
+  peerHost = HA_HOST,
 ): Promise<void> {
   for (const node of nodes) {
     startHaAgent(node);
@@ -278,8 +280,9 @@ export async function startHaCluster(
   say("bootstrapping: pgraft_init() on node 1");
   await haQuery(first, "select pgraft_init()");
   for (const node of nodes.slice(1)) {
-    say(`adding node ${node.id}: pgraft_add_node(${node.id}, '${HA_HOST}', ${node.agentPort})`);
-    await haQuery(first, `select pgraft_add_node(${node.id}, '${HA_HOST}', ${node.agentPort})`);
+    const call = `pgraft_add_node(${node.id}, '${peerHost}', ${node.agentPort})`;
+    say(`adding node ${node.id}: ${call}`);
+    await haQuery(first, `select ${call}`);
   }
   for (const node of nodes.slice(1)) {
     say(`  node ${node.id}: cloning node 1's server and streaming from it`);

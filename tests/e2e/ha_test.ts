@@ -2,8 +2,9 @@
  * High availability end to end (`pgraft.manage_postgres = on`): three agents
  * run three real PostgreSQL servers on loopback. Bootstrap (node 1 initialized
  * by the operator, `pgraft_init()`), the other members cloned from it and
- * streaming; then failures, each checked for lost acknowledged commits and
- * for two writable servers at once.
+ * streaming; then failures (kill -9, SIGSTOP, a partition of the agents, a
+ * switchover), each checked for lost acknowledged commits and for two
+ * writable servers at once.
  */
 
 import assert from "node:assert/strict";
@@ -12,9 +13,14 @@ import {
   type FaultOutcome,
   faultRound,
   type HaCluster,
+  HOST,
   waitPrimary,
   withHaCluster,
 } from "../helpers/ha_cluster.ts";
+import { Partitioner } from "../helpers/tcp_proxy.ts";
+
+/** Where the partition test's proxies listen (the agents listen on HOST). */
+const PROXY_HOST = "127.0.0.2";
 
 Deno.test({
   name: "HA bootstrap: node 1 runs the primary, the added members are cloned and stream from it",
@@ -261,6 +267,46 @@ Deno.test({
         gapMaxMs: 1_500,
       });
       assert.equal(outcome.newPrimary, 2);
+    });
+  },
+});
+
+Deno.test({
+  name: "HA partition: the primary's agent is cut off from the others; its server stops " +
+    "accepting writes before another is promoted, and once healed it rejoins as a standby",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    // The agents reach each other through proxies on 127.0.0.2 that can cut
+    // their links; PostgreSQL's streaming replication stays connected, so the
+    // old primary's standbys would go on confirming its commits until they
+    // learn of the new term: only the lease and the freeze keep it to one
+    // writable server.
+    await withHaCluster({ nodes: 3, peerHost: PROXY_HOST }, async (cluster) => {
+      const partitioner = new Partitioner(cluster.nodes.map((n) => ({
+        nodeId: n.id,
+        listen: { hostname: PROXY_HOST, port: n.agentPort },
+        target: { hostname: HOST, port: n.agentPort },
+      })));
+      try {
+        await cluster.bootstrap();
+        await scenario(cluster, {
+          name: "primary's agent partitioned",
+          fault: () => {
+            partitioner.isolate(1);
+            return Promise.resolve();
+          },
+          survivors: [2, 3],
+          heal: async (primary) => {
+            assert.equal(await cluster.writable(1), false, "the cut-off primary still writable");
+            partitioner.heal();
+            await cluster.waitStreaming(1, primary, 60_000);
+          },
+          gapMaxMs: FAILOVER_GAP_MAX_MS,
+        });
+      } finally {
+        await partitioner.close();
+      }
     });
   },
 });

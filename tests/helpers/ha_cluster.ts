@@ -33,29 +33,47 @@ export interface HaClusterOptions {
   nodes: number;
   /** extra lines for every node's postgresql.conf */
   extraConfig?: string;
+  /**
+   * The agents advertise this host (`pgraft.address`) and listen on
+   * {@link HOST}: proxies on it (tests/helpers/tcp_proxy.ts) can cut the
+   * links between agents, while PostgreSQL (listening on both) replicates
+   * directly.
+   */
+  peerHost?: string;
 }
 
 /** A cluster of HA nodes under one temporary directory, laid out as `pgraft dev --ha` does. */
 export class HaCluster {
   readonly root: string;
   readonly nodes: HaNode[];
+  readonly peerHost: string;
 
-  private constructor(root: string, nodes: HaNode[]) {
+  private constructor(root: string, nodes: HaNode[], peerHost: string) {
     this.root = root;
     this.nodes = nodes;
+    this.peerHost = peerHost;
   }
 
   /** Lay out `nodes` nodes (nothing started): node 1 initialized, the others empty. */
   static async create(options: HaClusterOptions): Promise<HaCluster> {
     const bins = await ensurePgBinaries();
     const root = await Deno.makeTempDir({ prefix: "pgraft-ha-" });
+    const peerHost = options.peerHost ?? HOST;
+    // A member's PostgreSQL is reached at its pgraft.address too: the server
+    // listens there as well, so replication bypasses the proxies.
+    const peerConfig = peerHost === HOST ? "" : [
+      `pgraft.address = '${peerHost}'`,
+      `pgraft.listen_address = '${HOST}'`,
+      `listen_addresses = '${HOST},${peerHost}'`,
+      "",
+    ].join("\n");
     const nodes = await layoutHaCluster({
       dir: root,
       nodes: options.nodes,
-      extraConfig: options.extraConfig,
+      extraConfig: peerConfig + (options.extraConfig ?? ""),
       bins,
     });
-    return new HaCluster(root, nodes);
+    return new HaCluster(root, nodes, peerHost);
   }
 
   node(id: number): HaNode {
@@ -69,7 +87,7 @@ export class HaCluster {
    * pgraft_init() on node 1, the others added, cloned and streaming from it.
    */
   bootstrap(): Promise<void> {
-    return startHaCluster(this.nodes, () => {});
+    return startHaCluster(this.nodes, () => {}, undefined, this.peerHost);
   }
 
   /** Start node `id`'s agent (its output appended to its agent.log). */
