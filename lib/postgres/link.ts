@@ -12,8 +12,7 @@
 
 import { sleep } from "../async.ts";
 import { CommandQueue, type CommandRunner } from "./command_queue.ts";
-import type { PgConnectionOptions } from "./connection.ts";
-import { openPostgres } from "./connection.ts";
+import { openPostgres, type PgConnectionOptions } from "./connection.ts";
 import { ControlPool } from "./control_pool.ts";
 import { migrate } from "./migrations.ts";
 import { Publisher, type PublishSource } from "./publisher.ts";

@@ -13,8 +13,7 @@
 
 import { dirname, join, resolve } from "node:path";
 import { poll } from "../async.ts";
-import type { PgConnectionOptions } from "./connection.ts";
-import { openPostgres } from "./connection.ts";
+import { openPostgres, type PgConnectionOptions } from "./connection.ts";
 import {
   EMBEDDED_PACKAGE,
   installedEmbeddedBinDir,

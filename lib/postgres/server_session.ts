@@ -10,8 +10,7 @@
 
 import postgres from "postgres";
 import { deadline } from "../async.ts";
-import type { PgConnectionOptions } from "./connection.ts";
-import { openPostgres } from "./connection.ts";
+import { openPostgres, type PgConnectionOptions } from "./connection.ts";
 import { SETTING_NAME } from "./data_directory.ts";
 import {
   conninfoTarget,
@@ -137,10 +136,10 @@ export class ServerSession {
   }
 
   /** End the replication session (a promoted server has no use for it). */
-  async endReplication(): Promise<void> {
+  async endReplication(timeoutS = 1): Promise<void> {
     const replication = this.#replication;
     this.#replication = null;
-    await replication?.end({ timeout: 1 }).catch(() => {});
+    await replication?.end({ timeout: timeoutS }).catch(() => {});
   }
 
   /**
@@ -150,11 +149,10 @@ export class ServerSession {
   async end(timeoutS = 1): Promise<void> {
     const sql = this.#sql;
     this.#sql = null;
-    const replication = this.#replication;
-    this.#replication = null;
-    await Promise.all(
-      [sql, replication].map((s) => s?.end({ timeout: timeoutS }).catch(() => {})),
-    );
+    await Promise.all([
+      sql?.end({ timeout: timeoutS }).catch(() => {}),
+      this.endReplication(timeoutS),
+    ]);
   }
 
   /** A primary's WAL position and timeline (from the name of its current WAL file). */

@@ -414,7 +414,9 @@ export class Prober {
   async stop(): Promise<void> {
     this.#stopped = true;
     await this.#done;
-    await Promise.all([...this.#sessions.values()].map((s) => s.end({ timeout: 0 })));
+    await Promise.all(
+      [...this.#sessions.values()].map((s) => s.end({ timeout: 0 }).catch(() => {})),
+    );
     this.#sessions.clear();
   }
 }
