@@ -28,7 +28,7 @@ import {
   withHaCluster,
 } from "../tests/helpers/ha_cluster.ts";
 import { ensurePgBinaries } from "../tests/helpers/pg.ts";
-import { progress } from "./stats.ts";
+import { median, progress } from "./stats.ts";
 
 /** What `pgraft dev --ha` and this benchmark configure (lib/cli/dev_ha.ts). */
 export const HA_ELECTION_MS = 1_000;
@@ -36,17 +36,15 @@ export const HA_ELECTION_MS = 1_000;
 type Round = Omit<FaultOutcome, "violations"> & { round: number; from: number };
 
 function summary(rounds: Round[]): Record<string, unknown> {
-  const sorted = (key: "longestGapMs" | "writesAgainMs") =>
-    rounds.map((r) => r[key]).sort((a, b) => a - b);
-  const median = (xs: number[]) => xs.length ? xs[Math.floor((xs.length - 1) / 2)]! : null;
-  const gaps = sorted("longestGapMs");
-  const again = sorted("writesAgainMs");
+  const gaps = rounds.map((r) => r.longestGapMs);
+  const again = rounds.map((r) => r.writesAgainMs);
+  const orNull = (x: number) => Number.isFinite(x) ? x : null;
   return {
     rounds: rounds.length,
-    gap_median_ms: median(gaps),
-    gap_max_ms: gaps.at(-1) ?? null,
-    writes_again_median_ms: median(again),
-    writes_again_max_ms: again.at(-1) ?? null,
+    gap_median_ms: orNull(median(gaps)),
+    gap_max_ms: orNull(Math.max(...gaps)),
+    writes_again_median_ms: orNull(median(again)),
+    writes_again_max_ms: orNull(Math.max(...again)),
     lost_acknowledged: rounds.reduce((n, r) => n + r.lost.length, 0),
     most_writable_at_one_probe: Math.max(0, ...rounds.map((r) => r.mostWritable)),
     runs: rounds,

@@ -8,18 +8,16 @@
 import assert from "node:assert/strict";
 import { openPostgres } from "../../lib/postgres/connection.ts";
 import { withPgServer } from "../helpers/pg.ts";
+import { indexOf } from "../helpers/tcp_proxy.ts";
 
 /** ReadyForQuery ('Z', length 5): the end of a session's start-up. */
-const READY_FOR_QUERY = [0x5a, 0, 0, 0, 5];
+const READY_FOR_QUERY = new Uint8Array([0x5a, 0, 0, 0, 5]);
 
+/** Where the first ReadyForQuery in `bytes` ends (with its status byte), or -1. */
 function readyEnd(bytes: Uint8Array): number {
-  outer: for (let i = 0; i + READY_FOR_QUERY.length < bytes.length; i++) {
-    for (let j = 0; j < READY_FOR_QUERY.length; j++) {
-      if (bytes[i + j] !== READY_FOR_QUERY[j]) continue outer;
-    }
-    return i + READY_FOR_QUERY.length + 1; // + the transaction status byte
-  }
-  return -1;
+  const at = indexOf(bytes, READY_FOR_QUERY);
+  if (at < 0 || at + READY_FOR_QUERY.length >= bytes.length) return -1;
+  return at + READY_FOR_QUERY.length + 1; // + the transaction status byte
 }
 
 /**

@@ -33,7 +33,8 @@ export const NOT_DELIVERED = new TextEncoder().encode(
 /** Bytes read at most while looking for the end of the first request's headers. */
 const HEAD_BYTES_MAX = 64 * 1024;
 
-function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
+/** Where `needle` first occurs in `haystack`, or -1. */
+export function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
   outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
     for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
     return i;
